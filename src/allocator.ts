@@ -1,0 +1,375 @@
+import { randomUUID } from 'node:crypto';
+import { claimPorts, findFreeRun, isClaimLive, memoizeOwnerCheck, removePorts } from './claims.js';
+import { OwnerNotAliveError, PortsExhaustedError } from './errors.js';
+import { currentBootId, currentStartTime, isOwnerAlive, readStartTime, type StartTime } from './liveness.js';
+import { type HeldLock, StateLock } from './lock.js';
+import {
+  type AllocatorOptions,
+  type ClaimOptions,
+  type ResolvedAllocatorOptions,
+  type ResolvedClaimOptions,
+  resolveAllocatorOptions,
+  resolveClaimOptions,
+} from './options.js';
+import { findBusyPorts } from './probe.js';
+import { type ClaimRecord, ownerFields, readState, type StateData, writeState } from './state.js';
+import { prepareStateDir, statePaths, type StatePaths } from './state-dir.js';
+
+/** Ports held for their owner until released, or until the owner exits. */
+export interface Lease extends AsyncDisposable {
+  /** The claimed ports, consecutive and ascending. */
+  readonly ports: readonly number[];
+  /** The first claimed port (`ports[0]`). */
+  readonly port: number;
+  /** The host the ports were probed on. */
+  readonly host: string;
+  /** PID of the process the claim belongs to. */
+  readonly pid: number;
+  /** The label given to the claim, if any. */
+  readonly label: string | undefined;
+  /** Gives the ports back. Safe to call more than once. */
+  release(): Promise<void>;
+}
+
+/** A claim as reported by {@link PortAllocator.list}. */
+export interface ClaimInfo {
+  /** Unique id of the claim. */
+  id: string;
+  /** The claimed ports, consecutive and ascending. */
+  ports: number[];
+  /** The host the ports were probed on. */
+  host: string;
+  /** PID of the owner. */
+  pid: number;
+  /** The claim's label, if any. */
+  label: string | undefined;
+  /** When the claim was made. */
+  createdAt: Date;
+  /** When the claim expires whatever its owner does, if it was made with a TTL. */
+  expiresAt: Date | undefined;
+  /** Whether the claim still holds its ports (owner alive, or TTL not reached). */
+  live: boolean;
+}
+
+/** Which claims {@link PortAllocator.releaseWhere} gives back; omitted fields match anything. */
+export interface ReleaseFilter {
+  /** Only these ports. */
+  ports?: number | readonly number[] | undefined;
+  /** Only claims owned by this PID. */
+  pid?: number | undefined;
+  /** Only claims with this label. */
+  label?: string | undefined;
+}
+
+/** Options of {@link PortAllocator.list}. */
+export interface ListOptions {
+  /** Also report claims that no longer hold their ports (owner dead, TTL passed). */
+  includeDead?: boolean | undefined;
+}
+
+// A lock broken while held (the holder stalled past staleMs) makes the write unsafe; redo it.
+const MAX_TRANSACTION_ATTEMPTS = 3;
+
+class LockLostError extends Error {}
+
+const exitReleasers = new Map<string, () => void>();
+let exitHookInstalled = false;
+
+function releaseOwnClaimsOnExit(): void {
+  for (const releaseOwn of exitReleasers.values()) releaseOwn();
+}
+
+function toPortSet(ports: number | readonly number[] | undefined): Set<number> | undefined {
+  if (ports === undefined) return undefined;
+  const list = typeof ports === 'number' ? [ports] : ports;
+  if (!Array.isArray(list)) throw new TypeError(`Expected \`ports\` to be a port number or an array of them, got ${String(ports)}.`);
+  for (const port of list) {
+    if (!Number.isInteger(port) || port < 1 || port > 65535) {
+      throw new RangeError(`Expected \`ports\` to hold integers from 1 to 65535, got ${JSON.stringify(port)}.`);
+    }
+  }
+  return new Set(list);
+}
+
+/**
+ * Hands out free TCP ports to many processes on one host without races. Claims are
+ * recorded in a state file under a cross-process lock, so no two cooperating processes
+ * ever receive the same port, and each port is probed by really binding it.
+ *
+ * @example
+ * ```ts
+ * const allocator = new PortAllocator({ stateDir: '/tmp/my-ci-ports' });
+ * await using lease = await allocator.claim({ count: 3, label: 'api' });
+ * startServers(lease.ports);
+ * ```
+ */
+export class PortAllocator {
+  /** The resolved settings of this allocator. */
+  readonly options: Readonly<ResolvedAllocatorOptions>;
+  private readonly paths: StatePaths;
+  private readonly lock: StateLock;
+  private prepared = false;
+
+  /** @throws {TypeError | RangeError} when an option is invalid. */
+  constructor(options: AllocatorOptions = {}) {
+    this.options = Object.freeze(resolveAllocatorOptions(options));
+    this.paths = statePaths(this.options.stateDir);
+    this.lock = new StateLock(this.paths.stateFile, { timeoutMs: this.options.lockTimeoutMs, staleMs: this.options.staleMs });
+  }
+
+  /** Absolute path of this host's state file. */
+  get stateFile(): string {
+    return this.paths.stateFile;
+  }
+
+  /**
+   * Claims `count` consecutive ports: the lowest run at or above `base` that no live claim
+   * holds and that can be bound on `host` now. The claim lasts until released, or until its
+   * owner (`pid`, default this process) exits, or its `ttlMs` passes.
+   *
+   * @throws {TypeError | RangeError} on invalid options, before touching any file.
+   * @throws {PortsExhaustedError} (`PORTLEASE_EXHAUSTED`) when no run fits below 65536.
+   * @throws {LockTimeoutError} (`PORTLEASE_LOCK_TIMEOUT`) when the lock stays held too long.
+   * @throws {OwnerNotAliveError} (`PORTLEASE_OWNER_NOT_ALIVE`) when `pid` is not running.
+   * @throws {HostUnavailableError} (`PORTLEASE_HOST_UNAVAILABLE`) when `host` is not this machine's.
+   */
+  async claim(options: ClaimOptions = {}): Promise<Lease> {
+    const request = resolveClaimOptions(options);
+    const ownerStartTime = request.pid === process.pid ? currentStartTime() : readStartTime(request.pid);
+    if (ownerStartTime === null) throw new OwnerNotAliveError(request.pid);
+    this.prepare();
+    if (request.pid === process.pid && request.ttlMs === undefined) this.installExitRelease();
+
+    const busy = new Set<number>();
+    let tentative: ClaimRecord | undefined;
+    // Each round either succeeds or marks at least one more port busy, so it ends.
+    for (;;) {
+      const previous = tentative;
+      try {
+        tentative = await this.transaction((state) => this.recordClaim(state, request, ownerStartTime, busy, previous));
+      } catch (error) {
+        if (previous !== undefined && tentative === previous) await this.dropClaim(previous.id);
+        throw error;
+      }
+      // Probed after the claim is recorded and the lock released: no cooperating process
+      // picks these ports meanwhile, and the lock is never held across a socket round trip.
+      let busyPorts: number[];
+      try {
+        busyPorts = await findBusyPorts(claimPorts(tentative), request.host);
+      } catch (error) {
+        await this.dropClaim(tentative.id);
+        throw error;
+      }
+      if (busyPorts.length === 0) return this.toLease(tentative);
+      for (const port of busyPorts) busy.add(port);
+    }
+  }
+
+  /**
+   * The seed's contract: `count` consecutive free ports from `base` upwards, claimed for this
+   * process until {@link release} or exit.
+   * @throws see {@link claim}.
+   */
+  async findSequentialPorts(options?: Omit<ClaimOptions, 'pid' | 'ttlMs'>): Promise<number[]> {
+    const lease = await this.claim(options);
+    return [...lease.ports];
+  }
+
+  /**
+   * Gives back ports this process holds: the given ones, or all of them when called with
+   * nothing. Ports not held by this process are ignored (never an error, never another
+   * live process's claim). Resolves to the ports actually released.
+   */
+  release(ports?: number | readonly number[]): Promise<number[]> {
+    return this.releaseWhere({ ports, pid: process.pid });
+  }
+
+  /** Gives back the claims that match `filter` (for tools acting on behalf of others, like the CLI). */
+  async releaseWhere(filter: ReleaseFilter): Promise<number[]> {
+    const ports = toPortSet(filter.ports);
+    const matches = (claim: ClaimRecord): boolean =>
+      (filter.pid === undefined || claim.pid === filter.pid) && (filter.label === undefined || claim.label === filter.label);
+    this.prepare();
+    return this.transaction((state) => {
+      const { kept, released } = removePorts(state.claims, matches, ports);
+      if (released.length > 0) state.claims = kept;
+      return { changed: released.length > 0, result: released };
+    });
+  }
+
+  /**
+   * The claims in the state file, sorted by first port. By default only live ones.
+   * Reads without taking the lock (the file is always replaced whole).
+   */
+  async list(options: ListOptions = {}): Promise<ClaimInfo[]> {
+    this.prepare();
+    const state = readState(this.paths.stateFile);
+    const now = Date.now();
+    const sameBoot = this.isSameBoot(state);
+    const isAlive = memoizeOwnerCheck(isOwnerAlive);
+    const infos = state.claims.map((claim) => this.toInfo(claim, sameBoot && isClaimLive(claim, now, isAlive)));
+    return infos.filter((info) => info.live || options.includeDead === true).sort((a, b) => a.ports[0]! - b.ports[0]!);
+  }
+
+  /** Drops every claim whose owner is gone or whose TTL has passed. Resolves to how many were dropped. */
+  async reap(): Promise<number> {
+    this.prepare();
+    return this.transaction((state) => {
+      const now = Date.now();
+      const isAlive = memoizeOwnerCheck(isOwnerAlive);
+      const before = state.claims.length;
+      state.claims = state.claims.filter((claim) => isClaimLive(claim, now, isAlive));
+      return { changed: state.claims.length !== before, result: before - state.claims.length };
+    });
+  }
+
+  private recordClaim(
+    state: StateData,
+    request: ResolvedClaimOptions,
+    ownerStartTime: StartTime,
+    busy: ReadonlySet<number>,
+    previous: ClaimRecord | undefined,
+  ): { changed: boolean; result: ClaimRecord } {
+    if (previous !== undefined) state.claims = state.claims.filter((claim) => claim.id !== previous.id);
+    const now = Date.now();
+    const isAlive = memoizeOwnerCheck(isOwnerAlive);
+    const { start, dead } = findFreeRun(
+      state.claims,
+      request.base,
+      request.count,
+      (port) => busy.has(port),
+      (claim) => isClaimLive(claim, now, isAlive),
+    );
+    if (dead.size > 0) state.claims = state.claims.filter((claim) => !dead.has(claim));
+    if (start === undefined) {
+      const skipped = busy.size > 0 ? `; ${busy.size} port${busy.size === 1 ? ' was' : 's were'} busy on ${request.host}` : '';
+      throw new PortsExhaustedError(request.base, request.count, `, after skipping claimed ports${skipped}`);
+    }
+    const claim: ClaimRecord = {
+      id: randomUUID(),
+      start,
+      count: request.count,
+      host: request.host,
+      pid: request.pid,
+      ...ownerFields(ownerStartTime),
+      createdAt: now,
+      ...(request.ttlMs === undefined ? {} : { expiresAt: now + request.ttlMs }),
+      ...(request.label === undefined ? {} : { label: request.label }),
+    };
+    state.claims.push(claim);
+    return { changed: true, result: claim };
+  }
+
+  /**
+   * Runs `change` on the current state under the lock and writes the state back when it
+   * changed (or when reading it dropped claims of an earlier boot). Synchronous inside.
+   */
+  private async transaction<T>(change: (state: StateData) => { changed: boolean; result: T }): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.lock.runExclusive((held) => this.applyChange(held, change));
+      } catch (error) {
+        if (!(error instanceof LockLostError) || attempt >= MAX_TRANSACTION_ATTEMPTS) throw error;
+      }
+    }
+  }
+
+  private applyChange<T>(held: HeldLock, change: (state: StateData) => { changed: boolean; result: T }): T {
+    const state = readState(this.paths.stateFile);
+    const bootChanged = !this.isSameBoot(state);
+    if (bootChanged) {
+      // Every owner of an earlier boot is gone, and so are the servers its TTL claims were for.
+      state.claims = [];
+      const bootId = currentBootId();
+      if (bootId === undefined) delete state.bootId;
+      else state.bootId = bootId;
+    }
+    const { changed, result } = change(state);
+    if (changed || bootChanged) {
+      if (!held.isStillHeld()) throw new LockLostError('the lock was broken while held');
+      writeState(this.paths.stateFile, state, this.options.sharedStateDir);
+    }
+    return result;
+  }
+
+  private isSameBoot(state: StateData): boolean {
+    const bootId = currentBootId();
+    return bootId === undefined || state.bootId === bootId;
+  }
+
+  private async dropClaim(id: string): Promise<void> {
+    await this.transaction((state) => {
+      const before = state.claims.length;
+      state.claims = state.claims.filter((claim) => claim.id !== id);
+      return { changed: state.claims.length !== before, result: undefined };
+    });
+  }
+
+  private toLease(claim: ClaimRecord): Lease {
+    const ports = Object.freeze(claimPorts(claim));
+    let released: Promise<void> | undefined;
+    const release = (): Promise<void> => {
+      released ??= this.dropClaim(claim.id);
+      return released;
+    };
+    return {
+      ports,
+      port: claim.start,
+      host: claim.host,
+      pid: claim.pid,
+      label: claim.label,
+      release,
+      [Symbol.asyncDispose]: release,
+    };
+  }
+
+  private toInfo(claim: ClaimRecord, live: boolean): ClaimInfo {
+    return {
+      id: claim.id,
+      ports: claimPorts(claim),
+      host: claim.host,
+      pid: claim.pid,
+      label: claim.label,
+      createdAt: new Date(claim.createdAt),
+      expiresAt: claim.expiresAt === undefined ? undefined : new Date(claim.expiresAt),
+      live,
+    };
+  }
+
+  private prepare(): void {
+    if (this.prepared) return;
+    prepareStateDir(this.paths.dir, this.options.sharedStateDir);
+    this.prepared = true;
+  }
+
+  /**
+   * On normal exit, give back this process's own claims if the lock is free right now;
+   * otherwise leave them: they are reaped once this PID is gone. Registered once per state
+   * file, and only by processes that claimed something.
+   */
+  private installExitRelease(): void {
+    const key = this.paths.stateFile;
+    if (exitReleasers.has(key)) return;
+    exitReleasers.set(key, () => {
+      try {
+        const held = this.lock.tryAcquireSync();
+        if (held === undefined) return;
+        try {
+          this.applyChange(held, (state) => {
+            const before = state.claims.length;
+            state.claims = state.claims.filter((claim) => claim.pid !== process.pid || claim.expiresAt !== undefined);
+            return { changed: state.claims.length !== before, result: undefined };
+          });
+        } finally {
+          held.release();
+        }
+      } catch {
+        // Exit must not fail because of us; reaping covers what was left.
+      }
+    });
+    if (!exitHookInstalled) {
+      exitHookInstalled = true;
+      process.once('exit', releaseOwnClaimsOnExit);
+    }
+  }
+}

@@ -1,0 +1,117 @@
+import { MAX_PORT } from './options.js';
+import type { ClaimRecord } from './state.js';
+
+/** Tells whether a claim's owner still runs; see `isOwnerAlive` in liveness.ts. */
+export type OwnerCheck = (pid: number, startTime: string | undefined) => boolean;
+
+/**
+ * Whether a claim still holds its ports at `now`: a claim with an expiry lives until then,
+ * whatever happens to its owner; any other claim lives exactly as long as its owner.
+ */
+export function isClaimLive(claim: ClaimRecord, now: number, isAlive: OwnerCheck): boolean {
+  if (claim.expiresAt !== undefined) return now < claim.expiresAt;
+  return isAlive(claim.pid, claim.startTime);
+}
+
+/** Memoizes owner checks for the length of one critical section (many claims share an owner). */
+export function memoizeOwnerCheck(check: OwnerCheck): OwnerCheck {
+  const seen = new Map<string, boolean>();
+  return (pid, startTime) => {
+    const key = `${pid}:${startTime ?? ''}`;
+    let alive = seen.get(key);
+    if (alive === undefined) {
+      alive = check(pid, startTime);
+      seen.set(key, alive);
+    }
+    return alive;
+  };
+}
+
+/** The ports of a claim, in order. */
+export function claimPorts(claim: Pick<ClaimRecord, 'start' | 'count'>): number[] {
+  return Array.from({ length: claim.count }, (_, index) => claim.start + index);
+}
+
+/** What a search found, and which claims it found dead on the way. */
+export interface SearchResult {
+  /** First port of the lowest free run, or `undefined` when none fits. */
+  start: number | undefined;
+  /** Claims that blocked the way but whose owner is gone: to be dropped. */
+  dead: Set<ClaimRecord>;
+}
+
+/**
+ * Finds the lowest run of `count` consecutive ports at or above `base` that no live claim
+ * covers and `isExcluded` does not reject. Liveness is checked lazily, only for claims the
+ * search runs into, so the cost does not grow with unrelated claims' owners.
+ */
+export function findFreeRun(
+  claims: readonly ClaimRecord[],
+  base: number,
+  count: number,
+  isBlockedPort: (port: number) => boolean,
+  isLive: (claim: ClaimRecord) => boolean,
+): SearchResult {
+  const dead = new Set<ClaimRecord>();
+  const sorted = claims.filter((claim) => claim.start + claim.count > base).sort((a, b) => a.start - b.start);
+  let candidate = base;
+  let next = 0;
+  scan: while (candidate + count - 1 <= MAX_PORT) {
+    // Claims are sorted by start: skip those wholly below the candidate, test those overlapping it.
+    for (let index = next; index < sorted.length; index++) {
+      const claim = sorted[index]!;
+      const end = claim.start + claim.count - 1;
+      if (claim.start >= candidate + count) break;
+      if (end < candidate || dead.has(claim)) {
+        if (index === next) next++;
+        continue;
+      }
+      if (!isLive(claim)) {
+        dead.add(claim);
+        continue;
+      }
+      candidate = end + 1;
+      continue scan;
+    }
+    for (let port = candidate + count - 1; port >= candidate; port--) {
+      if (isBlockedPort(port)) {
+        candidate = port + 1;
+        continue scan;
+      }
+    }
+    return { start: candidate, dead };
+  }
+  return { start: undefined, dead };
+}
+
+/**
+ * Removes `ports` (or every port, when `ports` is undefined) from the claims `matches`
+ * selects, splitting a claimed run where only part of it is released. Returns the kept
+ * claims and the ports released.
+ */
+export function removePorts(
+  claims: readonly ClaimRecord[],
+  matches: (claim: ClaimRecord) => boolean,
+  ports: ReadonlySet<number> | undefined,
+): { kept: ClaimRecord[]; released: number[] } {
+  const kept: ClaimRecord[] = [];
+  const released: number[] = [];
+  for (const claim of claims) {
+    if (!matches(claim)) {
+      kept.push(claim);
+      continue;
+    }
+    let runStart: number | undefined;
+    const end = claim.start + claim.count;
+    for (let port = claim.start; port <= end; port++) {
+      const keep = port < end && ports !== undefined && !ports.has(port);
+      if (port < end && !keep) released.push(port);
+      if (keep && runStart === undefined) runStart = port;
+      if (!keep && runStart !== undefined) {
+        kept.push({ ...claim, start: runStart, count: port - runStart });
+        runStart = undefined;
+      }
+    }
+  }
+  return { kept, released };
+}

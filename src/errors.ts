@@ -1,0 +1,122 @@
+/**
+ * Every error code portlease raises. The codes are stable: branch on them,
+ * not on messages.
+ *
+ * - `PORTLEASE_EXHAUSTED`: no run of free, unclaimed ports fits the request.
+ * - `PORTLEASE_LOCK_TIMEOUT`: the state lock could not be taken in time.
+ * - `PORTLEASE_UNSAFE_STATE_DIR`: the state directory is a symlink, owned by
+ *   another user, or writable by others.
+ * - `PORTLEASE_STATE_IO`: the state file or its directory could not be read or
+ *   written (permissions, a full disk, ...). Nothing was claimed.
+ * - `PORTLEASE_OWNER_NOT_ALIVE`: a claim was asked for on behalf of a process
+ *   that does not exist.
+ * - `PORTLEASE_HOST_UNAVAILABLE`: the requested host is not an address of this
+ *   machine (or does not resolve), so no port on it can be bound.
+ */
+export type PortleaseErrorCode =
+  | 'PORTLEASE_EXHAUSTED'
+  | 'PORTLEASE_LOCK_TIMEOUT'
+  | 'PORTLEASE_UNSAFE_STATE_DIR'
+  | 'PORTLEASE_STATE_IO'
+  | 'PORTLEASE_OWNER_NOT_ALIVE'
+  | 'PORTLEASE_HOST_UNAVAILABLE';
+
+/** Base class of every error portlease raises on purpose (bad arguments raise `TypeError`/`RangeError`). */
+export class PortleaseError extends Error {
+  override name = 'PortleaseError';
+  /** Stable, documented error code. */
+  readonly code: PortleaseErrorCode;
+
+  constructor(code: PortleaseErrorCode, message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.code = code;
+  }
+}
+
+/** No run of `count` consecutive free, unclaimed ports exists in the searched range. */
+export class PortsExhaustedError extends PortleaseError {
+  override name = 'PortsExhaustedError';
+  /** First port of the searched range. */
+  readonly base: number;
+  /** Number of consecutive ports asked for. */
+  readonly count: number;
+
+  constructor(base: number, count: number, detail = '') {
+    super(
+      'PORTLEASE_EXHAUSTED',
+      `No run of ${count} consecutive free port${count === 1 ? '' : 's'} in ${base}-65535${detail}.`,
+    );
+    this.base = base;
+    this.count = count;
+  }
+}
+
+/** The cross-process lock on the state file was not acquired within `lockTimeoutMs`. */
+export class LockTimeoutError extends PortleaseError {
+  override name = 'LockTimeoutError';
+  /** The lock directory that stayed held. */
+  readonly lockPath: string;
+
+  constructor(lockPath: string, timeoutMs: number) {
+    super(
+      'PORTLEASE_LOCK_TIMEOUT',
+      `Timed out after ${timeoutMs} ms waiting for the portlease lock ${lockPath}; ` +
+        'another process holds it. Raise lockTimeoutMs, or remove the lock directory if no portlease process is running.',
+    );
+    this.lockPath = lockPath;
+  }
+}
+
+/** The state directory could be tampered with by someone else, so it is not used. */
+export class UnsafeStateDirError extends PortleaseError {
+  override name = 'UnsafeStateDirError';
+  /** The refused directory. */
+  readonly path: string;
+
+  constructor(path: string, reason: string) {
+    super('PORTLEASE_UNSAFE_STATE_DIR', `Refusing to use state directory ${path}: ${reason}.`);
+    this.path = path;
+  }
+}
+
+/** The state file or directory could not be read or written; no claim was changed. */
+export class StateIoError extends PortleaseError {
+  override name = 'StateIoError';
+
+  constructor(message: string, cause: unknown) {
+    super('PORTLEASE_STATE_IO', message, { cause });
+  }
+}
+
+/** A claim on behalf of another process was asked for, but that process is not running. */
+export class OwnerNotAliveError extends PortleaseError {
+  override name = 'OwnerNotAliveError';
+  /** The PID that is not alive. */
+  readonly pid: number;
+
+  constructor(pid: number) {
+    super('PORTLEASE_OWNER_NOT_ALIVE', `Cannot claim ports for pid ${pid}: no such process is running.`);
+    this.pid = pid;
+  }
+}
+
+/** No port can be bound on the requested host: it is not an address of this machine. */
+export class HostUnavailableError extends PortleaseError {
+  override name = 'HostUnavailableError';
+  /** The host that could not be bound. */
+  readonly host: string;
+
+  constructor(host: string, cause: unknown) {
+    super(
+      'PORTLEASE_HOST_UNAVAILABLE',
+      `Cannot bind on host ${JSON.stringify(host)}: ${(cause as Error).message}. Use an address of this machine, such as 127.0.0.1 or 0.0.0.0.`,
+      { cause },
+    );
+    this.host = host;
+  }
+}
+
+/** Whether `value` is an error raised by portlease, optionally with the given code. */
+export function isPortleaseError(value: unknown, code?: PortleaseErrorCode): value is PortleaseError {
+  return value instanceof PortleaseError && (code === undefined || value.code === code);
+}

@@ -1,0 +1,29 @@
+/**
+ * portlease: race-free free TCP ports for many processes on one host.
+ * This entry only re-exports; each concept lives in its own module.
+ */
+export { PortAllocator } from './allocator.js';
+export type { ClaimInfo, Lease, ListOptions, ReleaseFilter } from './allocator.js';
+export {
+  claimPorts,
+  findSequentialPorts,
+  getDefaultAllocator,
+  listClaims,
+  reapClaims,
+  release,
+} from './default-allocator.js';
+export {
+  HostUnavailableError,
+  isPortleaseError,
+  LockTimeoutError,
+  OwnerNotAliveError,
+  PortleaseError,
+  PortsExhaustedError,
+  StateIoError,
+  UnsafeStateDirError,
+} from './errors.js';
+export type { PortleaseErrorCode } from './errors.js';
+export { SHARED_STATE_DIR_ENV, STATE_DIR_ENV } from './options.js';
+export type { AllocatorOptions, ClaimOptions } from './options.js';
+// Internals (lock, state file, liveness, probe) are deliberately not exported: the state
+// format and lock layout may change between minor versions; the API above will not.

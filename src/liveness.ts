@@ -1,0 +1,91 @@
+import { readFileSync } from 'node:fs';
+
+/**
+ * What identifies a process beyond its PID, so that a recycled PID is not mistaken
+ * for the original owner. On Linux, the start time in clock ticks since boot from
+ * `/proc/<pid>/stat`; elsewhere nothing cheaper than the PID is available.
+ */
+export type StartTime = string | undefined;
+
+const hasProcfs = process.platform === 'linux';
+let cachedBootId: string | undefined | null = null;
+
+/**
+ * The identity of the running boot: Linux's random boot id, or `undefined` where the
+ * platform offers no cheap and exact one (claims then rely on PID liveness alone).
+ */
+export function currentBootId(): string | undefined {
+  if (cachedBootId === null) {
+    cachedBootId = undefined;
+    if (hasProcfs) {
+      try {
+        cachedBootId = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim() || undefined;
+      } catch {
+        // /proc not mounted (some containers): fall back to PID liveness.
+      }
+    }
+  }
+  return cachedBootId;
+}
+
+interface ProcStat {
+  state: string;
+  startTime: string;
+}
+
+function readProcStat(pid: number): ProcStat | undefined {
+  let text: string;
+  try {
+    text = readFileSync(`/proc/${pid}/stat`, 'latin1');
+  } catch {
+    return undefined;
+  }
+  // The command name (field 2) may hold spaces and parentheses: parse after the last ')'.
+  const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
+  // After the name come state (field 3) ... starttime (field 22).
+  const state = fields[0];
+  const startTime = fields[19];
+  if (state === undefined || startTime === undefined) return undefined;
+  return { state, startTime };
+}
+
+function signalZeroSaysAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    // EPERM: the process exists but belongs to another user.
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * The start time of a live process, or `null` when no such process runs.
+ * `undefined` means alive but with no start time to record (not Linux, or /proc hidden).
+ */
+export function readStartTime(pid: number): StartTime | null {
+  if (hasProcfs) {
+    const stat = readProcStat(pid);
+    if (stat !== undefined) return stat.state === 'Z' || stat.state === 'X' ? null : stat.startTime;
+  }
+  return signalZeroSaysAlive(pid) ? undefined : null;
+}
+
+/**
+ * Whether the process that had `pid` (and, when known, `startTime`) when it claimed
+ * ports is still running. A zombie counts as dead: it can no longer use a port.
+ */
+export function isOwnerAlive(pid: number, startTime: StartTime): boolean {
+  const current = readStartTime(pid);
+  if (current === null) return false;
+  // Unknown on either side: trust the PID rather than drop a possibly live claim.
+  if (current === undefined || startTime === undefined) return true;
+  return current === startTime;
+}
+
+/** This process's own start time, read once. */
+let ownStartTime: StartTime | null = null;
+export function currentStartTime(): StartTime {
+  if (ownStartTime === null) ownStartTime = readStartTime(process.pid) ?? undefined;
+  return ownStartTime;
+}

@@ -1,0 +1,93 @@
+import type { ChildProcess } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { LockTimeoutError, PortAllocator } from '../src/index.js';
+import { StateLock } from '../src/lock.js';
+import { exited, forkFixture, freeRunBase, killAll, makeStateDir, nextMessage } from './helpers.js';
+
+let stateDir: string;
+let cleanup: () => void;
+beforeEach(() => ({ dir: stateDir, cleanup } = makeStateDir()));
+afterEach(() => cleanup());
+
+describe('StateLock', () => {
+  it('runs the queued calls of one process one at a time and leaves no lock behind', async () => {
+    const lock = new StateLock(`${stateDir}/target`, { timeoutMs: 0, staleMs: 1000 });
+    let inside = 0;
+    let maxInside = 0;
+    await Promise.all(
+      Array.from({ length: 20 }, () =>
+        lock.runExclusive(() => {
+          inside++;
+          maxInside = Math.max(maxInside, inside);
+          inside--;
+        }),
+      ),
+    );
+    expect(maxInside).toBe(1);
+    expect(existsSync(lock.lockPath)).toBe(false);
+  });
+
+  it('times out with PORTLEASE_LOCK_TIMEOUT while another process holds the lock', async () => {
+    const holder = forkFixture('hold-lock.mjs', [stateDir]);
+    try {
+      expect(await nextMessage(holder)).toEqual({ locked: true });
+      const allocator = new PortAllocator({ stateDir, lockTimeoutMs: 300, staleMs: 10_000 });
+      const started = Date.now();
+      const error = await allocator.claim().catch((caught: unknown) => caught);
+      expect(error).toBeInstanceOf(LockTimeoutError);
+      expect((error as LockTimeoutError).code).toBe('PORTLEASE_LOCK_TIMEOUT');
+      expect(Date.now() - started).toBeGreaterThanOrEqual(300);
+    } finally {
+      killAll([holder]);
+      await exited(holder);
+    }
+  });
+
+  it('recovers from a holder killed with SIGKILL inside the lock, within the stale time, corrupting nothing', async () => {
+    const staleMs = 1000;
+    const allocator = new PortAllocator({ stateDir, staleMs, lockTimeoutMs: 10_000 });
+    const base = await freeRunBase(2);
+    const before = await allocator.claim({ base });
+    const stateBefore = readFileSync(allocator.stateFile, 'utf8');
+
+    const holder = forkFixture('hold-lock.mjs', [stateDir]);
+    try {
+      expect(await nextMessage(holder)).toEqual({ locked: true });
+      const lockedAt = Date.now();
+      holder.kill('SIGKILL');
+      await exited(holder);
+      const after = await allocator.claim({ base });
+      const waited = Date.now() - lockedAt;
+      // The wait is bounded by the stale time (plus a retry interval and scheduling slack).
+      expect(waited).toBeGreaterThanOrEqual(staleMs);
+      expect(waited).toBeLessThan(staleMs + 1000);
+      expect(after.port).toBe(before.port + 1);
+      // The state written before the crash survived intact and was extended.
+      const claims = JSON.parse(readFileSync(allocator.stateFile, 'utf8')).claims;
+      expect(claims.slice(0, 1)).toEqual(JSON.parse(stateBefore).claims);
+      expect(claims).toHaveLength(2);
+    } finally {
+      killAll([holder]);
+      await allocator.release();
+    }
+  });
+
+  it('lets many processes wait out one stale lock without two of them ever holding it at once', async () => {
+    const holder = forkFixture('hold-lock.mjs', [stateDir]);
+    const contenders: ChildProcess[] = [];
+    try {
+      expect(await nextMessage(holder)).toEqual({ locked: true });
+      holder.kill('SIGKILL');
+      await exited(holder);
+      // All contenders poll the dead holder's lock and see it turn stale at the same moment.
+      const startAt = String(Date.now() + 500);
+      for (let i = 0; i < 8; i++) contenders.push(forkFixture('lock-contender.mjs', [stateDir, startAt, '1000', '5']));
+      const reports = await Promise.all(contenders.map((child) => nextMessage<{ overlaps: number; entered: number }>(child, 25_000)));
+      expect(reports.map((report) => report.entered)).toEqual(Array(8).fill(5));
+      expect(reports.reduce((sum, report) => sum + report.overlaps, 0)).toBe(0);
+    } finally {
+      killAll([holder, ...contenders]);
+    }
+  });
+});

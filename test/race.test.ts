@@ -1,0 +1,51 @@
+import type { ChildProcess } from 'node:child_process';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { exited, forkFixture, killAll, makeStateDir, nextMessage } from './helpers.js';
+
+const PROCESSES = 16;
+const PORTS_EACH = 3;
+const ROUNDS = 3;
+
+interface Report {
+  ports?: number[];
+  bound?: string[];
+  latencyMs?: number;
+  error?: string;
+}
+
+// The property portlease exists for: processes started at the same instant, all asking for
+// ports from the same base, never receive the same port, and every port they get binds.
+describe(`cross-process race: ${PROCESSES} processes × ${PORTS_EACH} ports × ${ROUNDS} rounds`, () => {
+  let stateDir: string;
+  let cleanup: () => void;
+  beforeAll(() => ({ dir: stateDir, cleanup } = makeStateDir()));
+  afterAll(() => cleanup());
+
+  for (let round = 1; round <= ROUNDS; round++) {
+    it(`round ${round}: no port handed out twice, every port bindable`, async () => {
+      const base = 20_000 + Math.floor(Math.random() * 20_000);
+      const children: ChildProcess[] = [];
+      try {
+        for (let i = 0; i < PROCESSES; i++) children.push(forkFixture('race-claimer.mjs', [stateDir, String(base), String(PORTS_EACH)]));
+        await Promise.all(children.map((child) => nextMessage(child)));
+        const startAt = Date.now() + 300;
+        const reports = children.map((child) => nextMessage<Report>(child, 30_000));
+        for (const child of children) child.send({ startAt });
+        const results = await Promise.all(reports);
+
+        expect(results.filter((result) => result.error !== undefined)).toEqual([]);
+        const all = results.flatMap((result) => result.ports!);
+        expect(all).toHaveLength(PROCESSES * PORTS_EACH);
+        expect(new Set(all).size).toBe(all.length);
+        for (const result of results) {
+          expect(result.ports![PORTS_EACH - 1]! - result.ports![0]!).toBe(PORTS_EACH - 1);
+          expect(result.bound).toEqual(Array(PORTS_EACH).fill('ok'));
+        }
+        for (const child of children) child.send('done');
+        await Promise.all(children.map((child) => exited(child)));
+      } finally {
+        killAll(children);
+      }
+    });
+  }
+});

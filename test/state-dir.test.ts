@@ -1,0 +1,70 @@
+import { chmodSync, chownSync, mkdirSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { isPortleaseError, PortAllocator, UnsafeStateDirError } from '../src/index.js';
+import { prepareStateDir, statePaths } from '../src/state-dir.js';
+import { makeStateDir } from './helpers.js';
+
+const posix = process.platform !== 'win32';
+const isRoot = process.getuid?.() === 0;
+let root: string;
+let cleanup: () => void;
+beforeEach(() => ({ dir: root, cleanup } = makeStateDir()));
+afterEach(() => cleanup());
+
+describe('the state directory', () => {
+  it.skipIf(!posix)('is created with mode 0700, parents included', () => {
+    const dir = join(root, 'a', 'b');
+    prepareStateDir(dir, false);
+    expect(statSync(dir).mode & 0o777).toBe(0o700);
+    expect(statSync(join(root, 'a')).mode & 0o777).toBe(0o700);
+  });
+
+  it('keeps one state file per host', () => {
+    expect(statePaths(root, 'ci-runner-1').stateFile).toBe(join(root, 'claims-ci-runner-1.json'));
+    expect(statePaths(root, 'we/ird host').stateFile).toBe(join(root, 'claims-we_ird_host.json'));
+  });
+
+  it('refuses a symlink', async () => {
+    const real = join(root, 'real');
+    mkdirSync(real, { mode: 0o700 });
+    const link = join(root, 'link');
+    symlinkSync(real, link);
+    const error = await new PortAllocator({ stateDir: link }).claim().catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(UnsafeStateDirError);
+    expect(isPortleaseError(error, 'PORTLEASE_UNSAFE_STATE_DIR')).toBe(true);
+    expect((error as Error).message).toContain('symbolic link');
+  });
+
+  it.skipIf(!posix)('refuses a directory writable by group or others, unless shared on purpose', () => {
+    const dir = join(root, 'open');
+    mkdirSync(dir);
+    chmodSync(dir, 0o777);
+    expect(() => prepareStateDir(dir, false)).toThrow(/writable by group or others \(mode 0777\)/);
+    expect(() => prepareStateDir(dir, true)).not.toThrow();
+  });
+
+  it.skipIf(!posix || !isRoot)('refuses a directory owned by another user, unless shared on purpose', () => {
+    const dir = join(root, 'theirs');
+    mkdirSync(dir, { mode: 0o700 });
+    chownSync(dir, 12345, 12345);
+    expect(() => prepareStateDir(dir, false)).toThrow(/owned by uid 12345/);
+    expect(() => prepareStateDir(dir, true)).not.toThrow();
+  });
+
+  it('refuses a path that is a file', () => {
+    const file = join(root, 'file');
+    writeFileSync(file, '');
+    expect(() => prepareStateDir(file, false)).toThrow();
+  });
+
+  it.skipIf(!posix)('in shared mode writes the state file group-writable despite the umask', async () => {
+    const dir = join(root, 'shared');
+    mkdirSync(dir);
+    chmodSync(dir, 0o2770);
+    const allocator = new PortAllocator({ stateDir: dir, sharedStateDir: true });
+    await allocator.claim({ base: 40_000 + Math.floor(Math.random() * 1000) });
+    expect(statSync(allocator.stateFile).mode & 0o777).toBe(0o660);
+    await allocator.release();
+  });
+});
