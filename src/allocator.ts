@@ -12,7 +12,7 @@ import {
   resolveClaimOptions,
 } from './options.js';
 import { findBusyPorts } from './probe.js';
-import { type ClaimRecord, ownerFields, readState, type StateData, writeState } from './state.js';
+import { type ClaimRecord, ownerFields, type StateData, StateStore } from './state.js';
 import { prepareStateDir, statePaths, type StatePaths } from './state-dir.js';
 
 /** Ports held for their owner until released, or until the owner exits. */
@@ -108,6 +108,7 @@ export class PortAllocator {
   readonly options: Readonly<ResolvedAllocatorOptions>;
   private readonly paths: StatePaths;
   private readonly lock: StateLock;
+  private readonly store: StateStore;
   private prepared = false;
 
   /** @throws {TypeError | RangeError} when an option is invalid. */
@@ -115,6 +116,7 @@ export class PortAllocator {
     this.options = Object.freeze(resolveAllocatorOptions(options));
     this.paths = statePaths(this.options.stateDir);
     this.lock = new StateLock(this.paths.stateFile, { timeoutMs: this.options.lockTimeoutMs, staleMs: this.options.staleMs });
+    this.store = new StateStore(this.paths.stateFile, this.options.sharedStateDir);
   }
 
   /** Absolute path of this host's state file. */
@@ -203,7 +205,8 @@ export class PortAllocator {
    */
   async list(options: ListOptions = {}): Promise<ClaimInfo[]> {
     this.prepare();
-    const state = readState(this.paths.stateFile);
+    // Without the lock: a corrupt file reads as empty here and is repaired by the next writer.
+    const state = this.store.load(false);
     const now = Date.now();
     const sameBoot = this.isSameBoot(state);
     const isAlive = memoizeOwnerCheck(isOwnerAlive);
@@ -275,7 +278,7 @@ export class PortAllocator {
   }
 
   private applyChange<T>(held: HeldLock, change: (state: StateData) => { changed: boolean; result: T }): T {
-    const state = readState(this.paths.stateFile);
+    const state = this.store.load();
     const bootChanged = !this.isSameBoot(state);
     if (bootChanged) {
       // Every owner of an earlier boot is gone, and so are the servers its TTL claims were for.
@@ -287,7 +290,7 @@ export class PortAllocator {
     const { changed, result } = change(state);
     if (changed || bootChanged) {
       if (!held.isStillHeld()) throw new LockLostError('the lock was broken while held');
-      writeState(this.paths.stateFile, state, this.options.sharedStateDir);
+      this.store.commit(state);
     }
     return result;
   }

@@ -7,7 +7,7 @@ import { StateIoError, UnsafeStateDirError } from './errors.js';
 export interface StatePaths {
   /** The state directory itself (absolute). */
   dir: string;
-  /** The JSON file of claims for this host. */
+  /** The state file (JSON lines) of claims for this host. */
   stateFile: string;
 }
 
@@ -16,7 +16,7 @@ export function statePaths(dir: string, host: string = hostname()): StatePaths {
   // One file per host, so a directory shared over NFS never mixes two machines' ports.
   const safeHost = host.replace(/[^\w.-]/g, '_').slice(0, 64) || 'localhost';
   const absoluteDir = resolve(dir);
-  return { dir: absoluteDir, stateFile: join(absoluteDir, `claims-${safeHost}.json`) };
+  return { dir: absoluteDir, stateFile: join(absoluteDir, `claims-${safeHost}.jsonl`) };
 }
 
 const GROUP_OR_OTHER_WRITE = 0o022;

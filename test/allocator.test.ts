@@ -1,8 +1,8 @@
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { PortAllocator, isPortleaseError, PortsExhaustedError, OwnerNotAliveError, claimPorts, findSequentialPorts, release } from '../src/index.js';
-import { canBind, close, exited, forkFixture, freeRunBase, killAll, listen, makeStateDir, nextMessage } from './helpers.js';
+import type { ClaimRecord } from '../src/state.js';
+import { canBind, close, exited, forkFixture, freeRunBase, killAll, listen, makeStateDir, nextMessage, storedClaims as readStoredClaims } from './helpers.js';
 
 let stateDir: string;
 let cleanup: () => void;
@@ -17,8 +17,8 @@ afterEach(async () => {
   cleanup();
 });
 
-function storedClaims(): Array<{ start: number; count: number; pid: number }> {
-  return JSON.parse(readFileSync(allocator.stateFile, 'utf8')).claims;
+function storedClaims(): ClaimRecord[] {
+  return readStoredClaims(allocator.stateFile);
 }
 
 describe('the seed contract (findSequentialPorts)', () => {

@@ -4,6 +4,7 @@ import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { type ClaimRecord, StateStore } from '../src/state.js';
 
 /** A fresh private state directory; removed by the returned cleanup. */
 export function makeStateDir(): { dir: string; cleanup: () => void } {
@@ -108,4 +109,9 @@ export function killAll(children: Iterable<ChildProcess>): void {
   for (const child of children) {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
   }
+}
+
+/** The claims stored in a state file, read as a fresh process would (no cache, no repair). */
+export function storedClaims(stateFile: string): ClaimRecord[] {
+  return new StateStore(stateFile, false).load(false).claims;
 }

@@ -1,9 +1,9 @@
 import type { ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { LockTimeoutError, PortAllocator } from '../src/index.js';
 import { StateLock } from '../src/lock.js';
-import { exited, forkFixture, freeRunBase, killAll, makeStateDir, nextMessage } from './helpers.js';
+import { exited, forkFixture, freeRunBase, killAll, makeStateDir, nextMessage, storedClaims } from './helpers.js';
 
 let stateDir: string;
 let cleanup: () => void;
@@ -49,7 +49,7 @@ describe('StateLock', () => {
     const allocator = new PortAllocator({ stateDir, staleMs, lockTimeoutMs: 10_000 });
     const base = await freeRunBase(2);
     const before = await allocator.claim({ base });
-    const stateBefore = readFileSync(allocator.stateFile, 'utf8');
+    const claimsBefore = storedClaims(allocator.stateFile);
 
     const holder = forkFixture('hold-lock.mjs', [stateDir]);
     try {
@@ -64,8 +64,8 @@ describe('StateLock', () => {
       expect(waited).toBeLessThan(staleMs + 1000);
       expect(after.port).toBe(before.port + 1);
       // The state written before the crash survived intact and was extended.
-      const claims = JSON.parse(readFileSync(allocator.stateFile, 'utf8')).claims;
-      expect(claims.slice(0, 1)).toEqual(JSON.parse(stateBefore).claims);
+      const claims = storedClaims(allocator.stateFile);
+      expect(claims.slice(0, 1)).toEqual(claimsBefore);
       expect(claims).toHaveLength(2);
     } finally {
       killAll([holder]);

@@ -21,8 +21,8 @@ describe('the state directory', () => {
   });
 
   it('keeps one state file per host', () => {
-    expect(statePaths(root, 'ci-runner-1').stateFile).toBe(join(root, 'claims-ci-runner-1.json'));
-    expect(statePaths(root, 'we/ird host').stateFile).toBe(join(root, 'claims-we_ird_host.json'));
+    expect(statePaths(root, 'ci-runner-1').stateFile).toBe(join(root, 'claims-ci-runner-1.jsonl'));
+    expect(statePaths(root, 'we/ird host').stateFile).toBe(join(root, 'claims-we_ird_host.jsonl'));
   });
 
   it('refuses a symlink', async () => {

@@ -1,9 +1,9 @@
-import { readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { appendFileSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { PortAllocator, StateIoError } from '../src/index.js';
-import { CORRUPT_STATE_WARNING, readState, writeState, type StateData } from '../src/state.js';
-import { freeRunBase, makeStateDir } from './helpers.js';
+import { type ClaimRecord, CORRUPT_STATE_WARNING, STATE_VERSION, StateStore } from '../src/state.js';
+import { freeRunBase, makeStateDir, storedClaims } from './helpers.js';
 
 let stateDir: string;
 let cleanup: () => void;
@@ -13,16 +13,21 @@ afterEach(() => {
   cleanup();
 });
 
+function record(start: number, id = `id${start}`): ClaimRecord {
+  return { id, start, count: 1, host: '0.0.0.0', pid: 1, createdAt: 0 };
+}
+
 const corruptContents: Array<[string, string | Buffer]> = [
   ['empty', ''],
-  ['truncated JSON', '{"version":1,"claims":[{"id":"a","start":80'],
-  ['a wrong version', JSON.stringify({ version: 99, claims: [] })],
-  ['garbage bytes', Buffer.from([0xff, 0x00, 0xfe, 0x13, 0x37, 0x80, 0x81])],
-  ['a malformed claim', JSON.stringify({ version: 1, claims: [{ id: 'x', start: 70000, count: 1 }] })],
+  ['truncated JSON', '{"version":2,"claims":[{"id":"a","start":80'],
+  ['a wrong version', `${JSON.stringify({ version: 99, claims: [] })}\n`],
+  ['an old version-1 file', `${JSON.stringify({ version: 1, claims: [] })}\n`],
+  ['garbage bytes', Buffer.from([0xff, 0x00, 0xfe, 0x13, 0x37, 0x80, 0x81, 0x0a])],
+  ['a malformed claim', `${JSON.stringify({ version: 2, claims: [{ id: 'x', start: 70000, count: 1 }] })}\n`],
 ];
 
 describe('a corrupt state file', () => {
-  it.each(corruptContents)('%s: is set aside with a warning, and claims continue', async (_, content) => {
+  it.each(corruptContents)('%s: is set aside with one warning, and claims continue', async (_, content) => {
     const allocator = new PortAllocator({ stateDir });
     writeFileSync(allocator.stateFile, content);
     const warnings: Error[] = [];
@@ -30,51 +35,117 @@ describe('a corrupt state file', () => {
     process.on('warning', onWarning);
     try {
       const base = await freeRunBase(1);
-      const lease = await allocator.claim({ base });
-      expect(lease.port).toBe(base);
+      expect((await allocator.claim({ base })).port).toBe(base);
       await new Promise((resolve) => setImmediate(resolve));
     } finally {
       process.off('warning', onWarning);
-      await allocator.release();
     }
     const aside = readdirSync(stateDir).filter((name) => name.includes('.corrupt-'));
     expect(aside).toHaveLength(1);
     expect(readFileSync(join(stateDir, aside[0]!))).toEqual(Buffer.from(content));
-    expect(JSON.parse(readFileSync(allocator.stateFile, 'utf8')).version).toBe(1);
+    expect(JSON.parse(readFileSync(allocator.stateFile, 'utf8').split('\n')[0]!).version).toBe(STATE_VERSION);
+    expect(storedClaims(allocator.stateFile)).toHaveLength(1);
     expect(warnings.filter((warning) => (warning as NodeJS.ErrnoException).code === CORRUPT_STATE_WARNING)).toHaveLength(1);
+    await allocator.release();
   });
 
-  it('warns only once per file and process', async () => {
-    const path = join(stateDir, 'claims-once.json');
-    const warn = vi.spyOn(process, 'emitWarning').mockImplementation(() => undefined);
-    writeFileSync(path, 'nope');
-    readState(path);
-    writeFileSync(path, 'nope again');
-    readState(path);
-    expect(warn).toHaveBeenCalledTimes(1);
-    expect(warn.mock.calls[0]![1]).toMatchObject({ code: CORRUPT_STATE_WARNING });
+  it('is left in place by a reader without the lock (list), which sees no claims', async () => {
+    const allocator = new PortAllocator({ stateDir });
+    writeFileSync(allocator.stateFile, 'nonsense');
+    expect(await allocator.list()).toEqual([]);
+    expect(readFileSync(allocator.stateFile, 'utf8')).toBe('nonsense');
   });
 });
 
-describe('writeState', () => {
-  const state: StateData = { version: 1, claims: [{ id: 'a', start: 9000, count: 2, host: '0.0.0.0', pid: 1, createdAt: 0 }] };
+describe('StateStore', () => {
+  it('appends one line per change and reads back the same claims in a fresh store', () => {
+    const path = join(stateDir, 'state.jsonl');
+    const store = new StateStore(path, false);
+    const state = store.load();
+    state.claims.push(record(9000), record(9001));
+    store.commit(state);
+    const next = store.load();
+    next.claims = next.claims.filter((claim) => claim.start !== 9000);
+    next.claims.push(record(9002));
+    store.commit(next);
+    const lines = readFileSync(path, 'utf8').trimEnd().split('\n');
+    expect(lines).toHaveLength(2); // the first commit wrote the snapshot, the second appended
+    expect(JSON.parse(lines[1]!)).toEqual({ add: [record(9002)], drop: ['id9000:9000'] });
+    expect(new StateStore(path, false).load().claims.map((claim) => claim.start)).toEqual([9001, 9002]);
+  });
 
-  it('replaces the file whole and leaves no temporary file', () => {
-    const path = join(stateDir, 'state.json');
-    writeState(path, state, false);
-    expect(JSON.parse(readFileSync(path, 'utf8'))).toEqual(state);
-    expect(readdirSync(stateDir)).toEqual(['state.json']);
+  it('sees what another store (process) appended or compacted since it last looked', () => {
+    const path = join(stateDir, 'state.jsonl');
+    const mine = new StateStore(path, false);
+    const theirs = new StateStore(path, false);
+    const first = mine.load();
+    first.claims.push(record(9000));
+    mine.commit(first);
+    const other = theirs.load();
+    other.claims.push(record(9001));
+    theirs.commit(other);
+    expect(mine.load().claims.map((claim) => claim.start)).toEqual([9000, 9001]);
+    // Enough changes for their store to compact into a new file.
+    for (let i = 0; i < 400; i++) {
+      const state = theirs.load();
+      state.claims = state.claims.filter((claim) => claim.start !== 9001);
+      state.claims.push({ ...record(9001), createdAt: i, label: 'x'.repeat(40) });
+      theirs.commit(state);
+    }
+    expect(readFileSync(path, 'utf8').trimEnd().split('\n').length).toBeLessThan(400);
+    expect(mine.load().claims).toEqual(new StateStore(path, false).load().claims);
+    expect(mine.load().claims.find((claim) => claim.start === 9001)?.createdAt).toBe(399);
+  });
+
+  it('skips a line cut short by a crashed writer, keeping every committed change', () => {
+    const path = join(stateDir, 'state.jsonl');
+    const store = new StateStore(path, false);
+    const state = store.load();
+    state.claims.push(record(9000));
+    store.commit(state);
+    // What a writer killed in the middle of its write leaves behind.
+    appendFileSync(path, '{"add":[{"id":"torn","start":9001,"cou');
+    const fresh = new StateStore(path, false);
+    expect(fresh.load().claims.map((claim) => claim.start)).toEqual([9000]);
+    const next = fresh.load();
+    next.claims.push(record(9002));
+    fresh.commit(next);
+    expect(new StateStore(path, false).load().claims.map((claim) => claim.start)).toEqual([9000, 9002]);
+    expect(store.load().claims.map((claim) => claim.start)).toEqual([9000, 9002]);
+  });
+
+  it('writes a new snapshot when the boot changes', () => {
+    const path = join(stateDir, 'state.jsonl');
+    const store = new StateStore(path, false);
+    store.commit({ bootId: 'a', claims: [record(9000)] });
+    const inode = statSync(path).ino;
+    store.load();
+    store.commit({ bootId: 'b', claims: [] });
+    expect(statSync(path).ino).not.toBe(inode);
+    expect(JSON.parse(readFileSync(path, 'utf8'))).toEqual({ version: STATE_VERSION, bootId: 'b', claims: [] });
+  });
+
+  it('warns only once per file and process', () => {
+    const path = join(stateDir, 'claims-once.jsonl');
+    const warn = vi.spyOn(process, 'emitWarning').mockImplementation(() => undefined);
+    writeFileSync(path, 'nope');
+    new StateStore(path, false).load();
+    writeFileSync(path, 'nope again');
+    new StateStore(path, false).load();
+    expect(warn).toHaveBeenCalledTimes(1);
+    expect(warn.mock.calls[0]![1]).toMatchObject({ code: CORRUPT_STATE_WARNING });
   });
 
   it.skipIf(process.platform !== 'linux')('on a full disk, keeps the old file intact and raises PORTLEASE_STATE_IO', () => {
-    const path = join(stateDir, 'state.json');
-    writeState(path, state, false);
+    const path = join(stateDir, 'state.jsonl');
+    const store = new StateStore(path, false);
+    store.commit({ claims: [record(9000)] });
     const before = readFileSync(path, 'utf8');
-    // A real ENOSPC: the temporary file is a symlink to /dev/full, which rejects every write.
+    // A real ENOSPC: the snapshot's temporary file is a symlink to /dev/full, which rejects every write.
     symlinkSync('/dev/full', `${path}.tmp-${process.pid}`);
     let caught: unknown;
     try {
-      writeState(path, { version: 1, claims: [] }, false);
+      store.commit({ bootId: 'other', claims: [] });
     } catch (error) {
       caught = error;
     }
@@ -82,6 +153,7 @@ describe('writeState', () => {
     expect((caught as StateIoError).code).toBe('PORTLEASE_STATE_IO');
     expect(((caught as StateIoError).cause as NodeJS.ErrnoException).code).toBe('ENOSPC');
     expect(readFileSync(path, 'utf8')).toBe(before);
-    expect(readdirSync(stateDir)).toEqual(['state.json']);
+    expect(readdirSync(stateDir)).toEqual(['state.jsonl']);
+    expect(new StateStore(path, false).load().claims).toEqual([record(9000)]);
   });
 });
