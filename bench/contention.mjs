@@ -1,0 +1,73 @@
+// Contention: P processes released at the same instant, each taking 3 ports from the same
+// base: latency percentiles, wall time, and duplicates (ports handed to two processes).
+import { fork } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { quantile, quick, table, tempDir } from './lib.mjs';
+
+const contender = fileURLToPath(new URL('./fixtures/contender.mjs', import.meta.url));
+
+function once(child, event) {
+  return new Promise((resolve) => child.once(event, resolve));
+}
+
+async function round(subject, processes, base) {
+  const { dir, cleanup } = tempDir('/tmp');
+  const children = [];
+  try {
+    for (let i = 0; i < processes; i++) {
+      children.push(fork(contender, [subject, dir, String(base), '3'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }));
+    }
+    await Promise.all(children.map((child) => once(child, 'message')));
+    const startAt = Date.now() + 200;
+    const reports = children.map((child) => once(child, 'message'));
+    for (const child of children) child.send({ startAt });
+    const results = await Promise.all(reports);
+    for (const child of children) child.send('done');
+    await Promise.all(children.map((child) => (child.exitCode === null ? once(child, 'exit') : undefined)));
+    return results;
+  } finally {
+    for (const child of children) if (child.exitCode === null) child.kill('SIGKILL');
+    cleanup();
+  }
+}
+
+/** Rows per subject and process count: p50, p99, max latency, wall, duplicates. */
+export async function contentionTable() {
+  const counts = quick ? [4] : [4, 16, 32];
+  const rounds = quick ? 1 : 5;
+  const rows = [];
+  for (const processes of counts) {
+    for (const subject of ['portlease', 'get-port', 'portfinder']) {
+      const latencies = [];
+      let duplicates = 0;
+      let errors = 0;
+      let walls = 0;
+      for (let r = 0; r < rounds; r++) {
+        const base = 22_000 + r * 200;
+        const results = await round(subject, processes, base);
+        const ports = results.flatMap((result) => result.ports ?? []);
+        errors += results.filter((result) => result.error !== undefined).length;
+        duplicates += ports.length - new Set(ports).size;
+        const times = results.map((result) => result.latencyMs ?? Number.NaN);
+        latencies.push(...times);
+        walls += Math.max(...times);
+      }
+      rows.push([
+        subject,
+        String(processes),
+        `${quantile(latencies, 0.5).toFixed(1)} ms`,
+        `${quantile(latencies, 0.99).toFixed(1)} ms`,
+        `${Math.max(...latencies).toFixed(1)} ms`,
+        `${(walls / rounds).toFixed(1)} ms`,
+        `${duplicates} of ${processes * 3 * rounds}`,
+        String(errors),
+      ]);
+    }
+  }
+  return `Each process takes 3 ports from one base; ${rounds} round${rounds === 1 ? '' : 's'} per row; latency from the common start instant (includes waiting for the lock).\n\n${table(
+    ['subject', 'processes', 'p50', 'p99', 'max', 'wall (mean per round)', 'duplicate ports', 'errors'],
+    rows,
+  )}`;
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) console.log(await contentionTable());

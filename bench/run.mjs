@@ -1,0 +1,21 @@
+// Runs every benchmark and prints the tables of bench/RESULTS.md (markdown) to stdout.
+// `node bench/run.mjs --quick` runs tiny iteration counts: the smoke run in `npm test`.
+import { cpus, totalmem } from 'node:os';
+import { coldTable } from './cold.mjs';
+import { contentionTable } from './contention.mjs';
+import { growthTable } from './growth.mjs';
+import { hotTable } from './hot.mjs';
+import { quick } from './lib.mjs';
+
+const roots = { 'ext4 (/tmp)': '/tmp' };
+if (process.platform === 'linux') roots['tmpfs (/dev/shm)'] = '/dev/shm';
+
+console.log(`Machine: ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB; Node ${process.version}; ${new Date().toISOString().slice(0, 10)}${quick ? ' (quick run)' : ''}\n`);
+console.log('## 1. Hot, in-process\n');
+console.log(await hotTable(roots));
+console.log('## 2. Contention\n');
+console.log(await contentionTable());
+console.log('\n## 3. Growth\n');
+console.log(await growthTable(roots));
+console.log('\n## 4. Cold\n');
+console.log(await coldTable());
