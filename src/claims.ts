@@ -1,8 +1,9 @@
+import { PID_REUSE_GUARD_MS } from './liveness.js';
 import { MAX_PORT } from './options.js';
 import type { ClaimRecord } from './state.js';
 
 /** Tells whether a claim's owner still runs; see `isOwnerAlive` in liveness.ts. */
-export type OwnerCheck = (pid: number, startTime: string | undefined) => boolean;
+export type OwnerCheck = (pid: number, startTime: string | undefined, ageMs: number) => boolean;
 
 /**
  * Whether a claim still holds its ports at `now`: a claim with an expiry lives until then,
@@ -10,17 +11,18 @@ export type OwnerCheck = (pid: number, startTime: string | undefined) => boolean
  */
 export function isClaimLive(claim: ClaimRecord, now: number, isAlive: OwnerCheck): boolean {
   if (claim.expiresAt !== undefined) return now < claim.expiresAt;
-  return isAlive(claim.pid, claim.startTime);
+  return isAlive(claim.pid, claim.startTime, now - claim.createdAt);
 }
 
 /** Memoizes owner checks for the length of one critical section (many claims share an owner). */
 export function memoizeOwnerCheck(check: OwnerCheck): OwnerCheck {
   const seen = new Map<string, boolean>();
-  return (pid, startTime) => {
-    const key = `${pid}:${startTime ?? ''}`;
+  return (pid, startTime, ageMs) => {
+    // Young and old claims of one owner are checked differently (see PID_REUSE_GUARD_MS).
+    const key = `${pid}:${startTime ?? ''}:${ageMs < PID_REUSE_GUARD_MS ? 'young' : 'old'}`;
     let alive = seen.get(key);
     if (alive === undefined) {
-      alive = check(pid, startTime);
+      alive = check(pid, startTime, ageMs);
       seen.set(key, alive);
     }
     return alive;

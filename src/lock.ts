@@ -1,4 +1,4 @@
-import { lstatSync, mkdirSync, realpathSync, rmdirSync, statSync, utimesSync } from 'node:fs';
+import { lstatSync, mkdirSync, realpathSync, rmdirSync, type Stats, statSync, utimesSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import lockfile from 'proper-lockfile/lib/lockfile.js';
 import { LockTimeoutError, StateIoError } from './errors.js';
@@ -32,10 +32,16 @@ function callSync<T>(work: () => T, callback: Callback<T>): void {
  * costs two syscalls and stamps the lock up to a second into the future).
  */
 let precisionProbed = false;
+// proper-lockfile stats the lock right after creating it; that stat is the lock's identity.
+let lastStat: Stats | undefined;
 const synchronousFs = {
   mkdir: (path: string, callback: Callback<void>) => callSync(() => void mkdirSync(path), callback),
   rmdir: (path: string, callback: Callback<void>) => callSync(() => rmdirSync(path), callback),
-  stat: (path: string, callback: Callback<unknown>) => callSync(() => statSync(path), callback),
+  stat: (path: string, callback: Callback<Stats>) =>
+    callSync(() => {
+      lastStat = statSync(path);
+      return lastStat;
+    }, callback),
   realpath: (path: string, callback: Callback<string>) => callSync(() => realpathSync(path), callback),
   utimes: (path: string, atime: Date, mtime: Date, callback: Callback<void>) => {
     precisionProbed = true;
@@ -146,13 +152,14 @@ export class StateLock {
       throw new StateIoError(`Cannot take the lock ${this.lockPath}: ${outcome.error.message}`, outcome.error);
     }
     const release = outcome.release!;
+    let identity = lastStat!;
     if (precisionProbed) {
       // The one-time precision probe stamps the lock into the future; make its age honest.
       precisionProbed = false;
       const now = new Date();
       utimesSync(this.lockPath, now, now);
+      identity = statSync(this.lockPath);
     }
-    const identity = statSync(this.lockPath);
     return {
       isStillHeld: () => {
         try {

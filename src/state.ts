@@ -179,6 +179,8 @@ export class StateStore {
   readonly path: string;
   private readonly shared: boolean;
   private snapshot: Snapshot | undefined;
+  /** Size of the file at the last load; larger than the snapshot's only after a cut-short write. */
+  private loadedSize = 0;
   /** The records handed out by the last load, with their keys: what commit diffs against. */
   private loaded = new Map<ClaimRecord, string>();
 
@@ -201,6 +203,7 @@ export class StateStore {
       this.snapshot = undefined;
       return { claims: [] };
     }
+    this.loadedSize = stats.size;
     const cached = this.snapshot;
     if (cached === undefined || !sameVersion(cached, stats)) {
       const grown = cached !== undefined && sameFile(cached, stats) && stats.size > cached.size;
@@ -251,7 +254,7 @@ export class StateStore {
       fd = openSync(this.path, 'a+');
       // A writer that crashed mid-line left a fragment without its newline: end it first,
       // so the fragment stays a line of its own (skipped by readers) and ours is whole.
-      const lead = this.endsWithFragment(fd, snapshot.size) ? '\n' : '';
+      const lead = this.loadedSize !== snapshot.size && this.endsWithFragment(fd) ? '\n' : '';
       writeSync(fd, `${lead}${JSON.stringify(change)}\n`);
       const stats = fstatSync(fd);
       for (const key of change.drop) snapshot.records.delete(key);
@@ -266,10 +269,9 @@ export class StateStore {
     }
   }
 
-  private endsWithFragment(fd: number, knownSize: number): boolean {
-    // The cached size always ends a line; only a size we did not see can end mid-line.
+  private endsWithFragment(fd: number): boolean {
     const size = fstatSync(fd).size;
-    if (size === knownSize || size === 0) return false;
+    if (size === 0) return false;
     const last = Buffer.alloc(1);
     readSync(fd, last, 0, 1, size - 1);
     return last[0] !== NEWLINE;
