@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { PortAllocator, isPortleaseError, PortsExhaustedError, OwnerNotAliveError, claimPorts, findSequentialPorts, release } from '../src/index.js';
 import type { ClaimRecord } from '../src/state.js';
-import { canBind, close, exited, forkFixture, freeRunBase, killAll, listen, makeStateDir, nextMessage, storedClaims as readStoredClaims } from './helpers.js';
+import { canBind, close, distEntry, exited, forkFixture, freeRunBase, killAll, listen, makeStateDir, nextMessage, storedClaims as readStoredClaims } from './helpers.js';
 
 let stateDir: string;
 let cleanup: () => void;
@@ -222,6 +222,25 @@ describe('claims across processes', () => {
       expect((await allocator.claim({ base })).port).toBe(base);
     } finally {
       killAll([sleeper]);
+    }
+  });
+
+  it('keeps no process alive: a script that only claims exits by itself and releases on the way out', async () => {
+    const base = await freeRunBase(2);
+    const script = `import { claimPorts } from ${JSON.stringify(distEntry)};
+      const lease = await claimPorts({ stateDir: ${JSON.stringify(stateDir)}, base: ${base}, count: 2 });
+      console.log(lease.ports.join(' '));`;
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let output = '';
+    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    try {
+      const { code, signal } = await exited(child, 10_000);
+      expect(signal).toBeNull();
+      expect(code).toBe(0);
+      expect(output.trim()).toBe(`${base} ${base + 1}`);
+      expect(storedClaims().some((claim) => claim.pid === child.pid)).toBe(false);
+    } finally {
+      killAll([child]);
     }
   });
 
