@@ -17,12 +17,12 @@ function allocatorFor(stateDir: string | undefined): PortAllocator {
 }
 
 /** Options of the module-level functions: a claim's options plus where the state lives. */
-export type ModuleClaimOptions = ClaimOptions & {
+export type ClaimPortsOptions = ClaimOptions & {
   /** State directory for this call; default as in {@link getDefaultAllocator}. */
   stateDir?: string | undefined;
 };
 
-function splitOptions(options: ModuleClaimOptions): [string | undefined, ClaimOptions] {
+function splitOptions(options: ClaimPortsOptions): [string | undefined, ClaimOptions] {
   if (typeof options !== 'object' || options === null) return [undefined, options];
   const { stateDir, ...claimOptions } = options;
   return [stateDir, claimOptions];
@@ -42,10 +42,10 @@ function splitOptions(options: ModuleClaimOptions): [string | undefined, ClaimOp
  * const ports = await findSequentialPorts(8100, 3); // positional form of the same
  * ```
  */
-export function findSequentialPorts(options?: Omit<ModuleClaimOptions, 'pid' | 'ttlMs'>): Promise<number[]>;
+export function findSequentialPorts(options?: Omit<ClaimPortsOptions, 'pid' | 'ttlMs'>): Promise<number[]>;
 export function findSequentialPorts(base?: number, count?: number, host?: string): Promise<number[]>;
 export async function findSequentialPorts(
-  baseOrOptions?: number | Omit<ModuleClaimOptions, 'pid' | 'ttlMs'>,
+  baseOrOptions?: number | Omit<ClaimPortsOptions, 'pid' | 'ttlMs'>,
   count?: number,
   host?: string,
 ): Promise<number[]> {
@@ -65,7 +65,7 @@ export async function findSequentialPorts(
  * console.log(lease.ports); // e.g. [8090, 8091, 8092]
  * ```
  */
-export async function claimPorts(options: ModuleClaimOptions = {}): Promise<Lease> {
+export async function claimPorts(options: ClaimPortsOptions = {}): Promise<Lease> {
   const [stateDir, claimOptions] = splitOptions(options);
   return allocatorFor(stateDir).claim(claimOptions);
 }

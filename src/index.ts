@@ -12,6 +12,7 @@ export {
   reapClaims,
   release,
 } from './default-allocator.js';
+export type { ClaimPortsOptions } from './default-allocator.js';
 export {
   HostUnavailableError,
   isPortleaseError,
