@@ -1,50 +1,49 @@
 #!/usr/bin/env node
-import { parseArgs } from 'node:util';
-import { isPortleaseError } from './errors.js';
-import { PortAllocator } from './allocator.js';
+/**
+ * The `portlease` command: claims for shell scripts and CI jobs. Thin over the library;
+ * each command lives in src/cli/<command>.ts and is loaded only when it runs, so that
+ * `--help` and `--version` start without loading the library.
+ */
+import { readFileSync } from 'node:fs';
+import { describeFailure, EXIT_CODES } from './cli/exit-codes.js';
+import { HELP } from './cli/help.js';
 
-const USAGE = `Usage: portlease claim [--count N] [--base B] [--host H] [--label L] [--pid PID] [--state-dir DIR] [--json]
+type Command = (args: string[]) => Promise<number>;
 
-Claims N consecutive free ports and prints them, space-separated. The claim belongs to
-the calling process (the shell running this command) unless --pid names another.`;
+const COMMANDS: Readonly<Record<string, () => Promise<Command>>> = {
+  claim: async () => (await import('./cli/claim.js')).runClaim,
+  release: async () => (await import('./cli/release.js')).runRelease,
+  list: async () => (await import('./cli/list.js')).runList,
+  reap: async () => (await import('./cli/reap.js')).runReap,
+  exec: async () => (await import('./cli/exec.js')).runExec,
+};
 
-function toInteger(name: string, value: string | undefined): number | undefined {
-  if (value === undefined) return undefined;
-  if (!/^\d+$/.test(value)) throw new RangeError(`Expected --${name} to be a whole number, got ${JSON.stringify(value)}.`);
-  return Number(value);
+function version(): string {
+  // dist/cli.js sits next to package.json's directory, in the repository and in an install.
+  return (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 }
 
 async function main(argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    options: {
-      count: { type: 'string' },
-      base: { type: 'string' },
-      host: { type: 'string' },
-      label: { type: 'string' },
-      pid: { type: 'string' },
-      'state-dir': { type: 'string' },
-      json: { type: 'boolean' },
-      help: { type: 'boolean', short: 'h' },
-    },
-  });
-  if (values.help === true) {
-    process.stdout.write(`${USAGE}\n`);
-    return 0;
+  const [first, ...rest] = argv;
+  if (first === undefined) {
+    // A bare `portlease` is a usage mistake in a script: help on stderr, usage exit code.
+    process.stderr.write(`${HELP['']}\n`);
+    return EXIT_CODES.usage;
   }
-  if (positionals[0] !== 'claim' || positionals.length > 1) throw new TypeError(`Unknown command. ${USAGE}`);
-  const allocator = new PortAllocator({ stateDir: values['state-dir'] });
-  const lease = await allocator.claim({
-    count: toInteger('count', values.count),
-    base: toInteger('base', values.base),
-    host: values.host,
-    label: values.label,
-    // The CLI exits at once; the claim must outlive it, so it belongs to whoever called us.
-    pid: toInteger('pid', values.pid) ?? process.ppid,
-  });
-  process.stdout.write(values.json === true ? `${JSON.stringify({ ports: lease.ports, pid: lease.pid })}\n` : `${lease.ports.join(' ')}\n`);
-  return 0;
+  if (first === '--help' || first === '-h' || first === 'help') {
+    process.stdout.write(`${HELP['']}\n`);
+    return EXIT_CODES.ok;
+  }
+  if (first === '--version' || first === '-V') {
+    process.stdout.write(`${version()}\n`);
+    return EXIT_CODES.ok;
+  }
+  const load = Object.hasOwn(COMMANDS, first) ? COMMANDS[first] : undefined;
+  if (load === undefined) {
+    const { UsageError } = await import('./cli/args.js');
+    throw new UsageError(`Unknown command ${JSON.stringify(first)}; expected claim, release, list, reap or exec. See 'portlease --help'.`);
+  }
+  return (await load())(rest);
 }
 
 main(process.argv.slice(2)).then(
@@ -52,8 +51,8 @@ main(process.argv.slice(2)).then(
     process.exitCode = code;
   },
   (error: unknown) => {
-    const code = isPortleaseError(error) ? `${error.code}: ` : '';
-    process.stderr.write(`portlease: ${code}${(error as Error).message}\n`);
-    process.exitCode = isPortleaseError(error) ? 1 : 2;
+    const { line, exitCode } = describeFailure(error);
+    process.stderr.write(`${line}\n`);
+    process.exitCode = exitCode;
   },
 );

@@ -1,0 +1,97 @@
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+
+// @types/node does not export the options map's own name.
+type ParseArgsOptionsConfig = NonNullable<ParseArgsConfig['options']>;
+
+/**
+ * The command line was wrong: an unknown flag, a missing or malformed value, a missing
+ * command. Raised before any state is read or written; the CLI exits with code 2.
+ */
+export class UsageError extends Error {
+  override name = 'UsageError';
+  /** Stable code, printed in front of the message. */
+  readonly code = 'PORTLEASE_USAGE';
+}
+
+/** Options every command takes. */
+export const COMMON_OPTIONS = {
+  'state-dir': { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+} as const satisfies ParseArgsOptionsConfig;
+
+/** Options that shape a claim, shared by `claim` and `exec`. */
+export const CLAIM_SHAPE_OPTIONS = {
+  count: { type: 'string', short: 'n' },
+  base: { type: 'string' },
+  host: { type: 'string' },
+  label: { type: 'string' },
+} as const satisfies ParseArgsOptionsConfig;
+
+/** The values of parsed options: booleans for flags, strings otherwise, absent when not given. */
+export type OptionValues<T extends ParseArgsOptionsConfig> = {
+  [K in keyof T]?: T[K] extends { type: 'boolean' } ? boolean : string;
+};
+
+/** What {@link parseCommandLine} found. */
+export interface ParsedCommandLine<T extends ParseArgsOptionsConfig> {
+  values: OptionValues<T>;
+  /** Positionals before any `--`. */
+  positionals: string[];
+  /** Everything after the first `--`, untouched; `undefined` when there was no `--`. */
+  afterTerminator: string[] | undefined;
+}
+
+/**
+ * `util.parseArgs` in strict mode, with its errors turned into {@link UsageError}s that
+ * point at the command's help. Positionals after `--` are returned apart, untouched.
+ */
+export function parseCommandLine<const T extends ParseArgsOptionsConfig>(command: string, args: string[], options: T): ParsedCommandLine<T> {
+  let parsed;
+  try {
+    parsed = parseArgs({ args, options, strict: true, allowPositionals: true, tokens: true });
+  } catch (error) {
+    // parseArgs' advice on positionals that start with '-' does not fit our commands.
+    const message = (error as Error).message.replace(/ To specify a positional argument.*$/s, '').replace(/\s*\n\s*/g, ' ');
+    throw new UsageError(`${message} See 'portlease ${command} --help'.`, { cause: error });
+  }
+  const terminator = parsed.tokens.find((token) => token.kind === 'option-terminator');
+  const positionals: string[] = [];
+  let afterTerminator: string[] | undefined;
+  if (terminator !== undefined) afterTerminator = args.slice(terminator.index + 1);
+  for (const token of parsed.tokens) {
+    if (token.kind === 'positional' && (terminator === undefined || token.index < terminator.index)) positionals.push(token.value);
+  }
+  // No option here is `multiple`, so each value is one string or one boolean.
+  return { values: parsed.values as OptionValues<T>, positionals, afterTerminator };
+}
+
+/** A whole number given as `--name VALUE`, or `undefined` when the option was absent. Range checks are the library's. */
+export function parseWholeNumber(name: string, value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  if (!/^\d{1,15}$/.test(value)) {
+    throw new UsageError(`Expected --${name} to be a whole number, got ${JSON.stringify(value)}. See 'portlease --help'.`);
+  }
+  return Number(value);
+}
+
+/**
+ * Runs `validate` (a library option check) and turns its `TypeError`/`RangeError` into a
+ * {@link UsageError}, so that only bad input, never a bug, exits with the usage code.
+ */
+export function asUsage<T>(command: string, validate: () => T): T {
+  try {
+    return validate();
+  } catch (error) {
+    if (error instanceof TypeError || error instanceof RangeError) {
+      throw new UsageError(`${error.message} See 'portlease ${command} --help'.`, { cause: error });
+    }
+    throw error;
+  }
+}
+
+/** Refuses positionals a command does not take. */
+export function noPositionals(command: string, positionals: readonly string[]): void {
+  if (positionals.length > 0) {
+    throw new UsageError(`Unexpected argument ${JSON.stringify(positionals[0])}. See 'portlease ${command} --help'.`);
+  }
+}

@@ -1,0 +1,42 @@
+import { isPortleaseError } from '../errors.js';
+import { UsageError } from './args.js';
+
+/**
+ * Exit codes of the `portlease` command, documented in the README and in `--help`.
+ * `exec` exits with its command's code instead once the command has started.
+ */
+export const EXIT_CODES = {
+  /** Done. */
+  ok: 0,
+  /** Any other failure: state directory unsafe or unreadable, owner not alive, host unavailable. */
+  failure: 1,
+  /** Bad usage: unknown flag, malformed value, missing command. Nothing was changed. */
+  usage: 2,
+  /** `PORTLEASE_EXHAUSTED`: no run of free ports fits. */
+  exhausted: 3,
+  /** `PORTLEASE_LOCK_TIMEOUT`: another process held the state lock too long. */
+  lockTimeout: 4,
+} as const;
+
+/** One line for stderr (no trailing newline) and the exit code for a failure. */
+export function describeFailure(error: unknown): { line: string; exitCode: number } {
+  const oneLine = (text: string): string => `portlease: ${text.replace(/\s*\n\s*/g, ' ')}`;
+  if (error instanceof UsageError) return { line: oneLine(`${error.code}: ${error.message}`), exitCode: EXIT_CODES.usage };
+  if (isPortleaseError(error, 'PORTLEASE_EXHAUSTED')) {
+    return {
+      line: oneLine(`${error.code}: ${error.message} Try another --base or a smaller --count; 'portlease list' shows who holds what.`),
+      exitCode: EXIT_CODES.exhausted,
+    };
+  }
+  if (isPortleaseError(error, 'PORTLEASE_LOCK_TIMEOUT')) {
+    // The library's hint names an API option; the command line has no such flag.
+    const lockPath = (error as { lockPath?: string }).lockPath;
+    return {
+      line: oneLine(`${error.code}: another process held the lock ${lockPath} too long. Retry; if no portlease process is running, remove that directory.`),
+      exitCode: EXIT_CODES.lockTimeout,
+    };
+  }
+  if (isPortleaseError(error)) return { line: oneLine(`${error.code}: ${error.message}`), exitCode: EXIT_CODES.failure };
+  const message = error instanceof Error ? error.message : String(error);
+  return { line: oneLine(`unexpected error: ${message}`), exitCode: EXIT_CODES.failure };
+}

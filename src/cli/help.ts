@@ -1,0 +1,115 @@
+// Help texts, kept apart so that `--help` and `--version` load nothing of the library.
+
+const EXIT_CODES_TEXT = `Exit codes:
+  0  done
+  1  other failure (unsafe or unreadable state directory, owner not alive, host unavailable)
+  2  bad usage: unknown flag, malformed value, missing command (nothing was changed)
+  3  PORTLEASE_EXHAUSTED: no run of free ports fits
+  4  PORTLEASE_LOCK_TIMEOUT: another process held the state lock too long
+  exec exits with its command's code (128+N when it was killed by signal N).`;
+
+const COMMON_TEXT = `  --state-dir DIR  state directory (default: $PORTLEASE_STATE_DIR, else a per-user temp dir)
+  -h, --help       show this help`;
+
+const OWNER_TEXT = `The claim belongs to the process that ran portlease: the parent, walking up past
+wrappers that exit right after it (npm exec / npx and their 'sh -c', forked
+subshells such as the one of $(portlease claim | ...)). In a script, that is the
+script's shell: the ports stay claimed until the script ends or runs
+'portlease release'. On systems without /proc it is the parent process.`;
+
+/** Help text of each command, and of the tool (key `''`). */
+export const HELP: Readonly<Record<string, string>> = {
+  '': `portlease - free TCP ports for many processes on one host, without races
+
+Usage: portlease COMMAND [options]
+
+Commands:
+  claim    claim consecutive free ports and print them
+  release  give claimed ports back
+  list     show who holds which ports
+  reap     drop the claims of dead owners and expired claims now
+  exec     claim ports, run a command with them in its environment, release on exit
+
+Options:
+  -h, --help     show help (also 'portlease COMMAND --help')
+  -V, --version  print the version
+
+${EXIT_CODES_TEXT}`,
+
+  claim: `Usage: portlease claim [--count N] [--base B] [--host H] [--label L] [--pid PID | --ttl DURATION] [--json]
+
+Claims N consecutive free ports and prints them on stdout, space-separated.
+
+  -n, --count N    how many consecutive ports (default 1)
+  --base B         lowest port to consider (default 8090)
+  --host H         address the ports must be free on (default 0.0.0.0)
+  --label L        free text shown by 'portlease list'
+  --pid PID        the claim lives as long as process PID
+  --ttl DURATION   the claim expires after DURATION (90s, 30m, 2h, 1h30m), whoever is alive
+  --json           print {"ports":[...],"host":...,"pid":...,"label":...,"expiresAt":...}
+${COMMON_TEXT}
+
+${OWNER_TEXT}
+
+Example:
+  PORTS=$(portlease claim --count 3)   # e.g. "8090 8091 8092"
+
+${EXIT_CODES_TEXT}`,
+
+  release: `Usage: portlease release [PORT ...] [--pid PID] [--label L] [--json]
+
+Gives claimed ports back and prints the released ports. With PORTs, only those; with
+none, every port that matches. Without --pid and --label, only claims of the default
+owner (the calling shell, as for 'claim') are released; with --label alone, that
+label's claims of any owner. Releasing what is not claimed is not an error.
+
+  --pid PID   release claims owned by PID
+  --label L   release claims labelled L
+  --json      print {"released":[...]}
+${COMMON_TEXT}
+
+${EXIT_CODES_TEXT}`,
+
+  list: `Usage: portlease list [--json]
+
+Shows every claim in the state file: ports, host, owner PID, status (live; dead: the
+owner is gone; expired: its TTL passed), label, age and expiry. Dead and expired claims
+stay listed until they are reaped.
+
+  --json   print {"stateFile":...,"claims":[{"id","ports","host","pid","status","live",
+           "label","createdAt","expiresAt","ageMs"}]} (absent values are null)
+${COMMON_TEXT}
+
+${EXIT_CODES_TEXT}`,
+
+  reap: `Usage: portlease reap [--json]
+
+Drops every claim whose owner is gone or whose TTL has passed, and says how many.
+(Searches also do this on their own for the claims they run into.)
+
+  --json   print {"reaped":N}
+${COMMON_TEXT}
+
+${EXIT_CODES_TEXT}`,
+
+  exec: `Usage: portlease exec [--count N] [--base B] [--host H] [--label L] [--prefix P] -- COMMAND [ARG ...]
+
+Claims ports, runs COMMAND with them in its environment, and releases them when it
+exits. COMMAND runs directly, not through a shell: its arguments pass untouched.
+Environment: PORT (the first port), PORTS (all, space-separated), PORT_0 ... PORT_{N-1}.
+The claim belongs to COMMAND's own process, so it is held exactly while COMMAND runs,
+even if portlease itself is killed. SIGINT, SIGTERM and SIGHUP are forwarded to COMMAND.
+
+  -n, --count N   how many consecutive ports (default 1)
+  --base B        lowest port to consider (default 8090)
+  --host H        address the ports must be free on (default 0.0.0.0)
+  --label L       free text shown by 'portlease list'
+  --prefix P      put P in front of the variable names: --prefix DB_ gives DB_PORT,
+                  DB_PORTS, DB_PORT_0, ...
+${COMMON_TEXT}
+
+Example:
+  portlease exec --count 2 -- node server.js   # server reads process.env.PORT_0, PORT_1
+
+${EXIT_CODES_TEXT}`,
+};

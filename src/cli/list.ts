@@ -1,0 +1,77 @@
+import type { ClaimInfo } from '../allocator.js';
+import { COMMON_OPTIONS, noPositionals, parseCommandLine } from './args.js';
+import { formatDuration } from './duration.js';
+import { HELP } from './help.js';
+import { openAllocator } from './open-allocator.js';
+
+/** Why a claim does or does not hold its ports: `live`, `dead` (owner gone) or `expired` (TTL passed). */
+export type ClaimStatus = 'live' | 'dead' | 'expired';
+
+function statusOf(claim: ClaimInfo, now: number): ClaimStatus {
+  if (claim.live) return 'live';
+  return claim.expiresAt !== undefined && claim.expiresAt.getTime() <= now ? 'expired' : 'dead';
+}
+
+/** The stable JSON form of one claim: every key always present, absent values `null`. */
+function toJson(claim: ClaimInfo, now: number) {
+  return {
+    id: claim.id,
+    ports: claim.ports,
+    host: claim.host,
+    pid: claim.pid,
+    status: statusOf(claim, now),
+    live: claim.live,
+    label: claim.label ?? null,
+    createdAt: claim.createdAt.toISOString(),
+    expiresAt: claim.expiresAt?.toISOString() ?? null,
+    ageMs: now - claim.createdAt.getTime(),
+  };
+}
+
+function portRange(ports: readonly number[]): string {
+  return ports.length === 1 ? String(ports[0]) : `${ports[0]}-${ports[ports.length - 1]}`;
+}
+
+function expiry(claim: ClaimInfo, now: number): string {
+  if (claim.expiresAt === undefined) return '-';
+  const left = claim.expiresAt.getTime() - now;
+  return left > 0 ? `in ${formatDuration(left)}` : `${formatDuration(-left)} ago`;
+}
+
+/** Left-aligned columns separated by two spaces. */
+function table(rows: readonly (readonly string[])[]): string {
+  const widths = rows[0]!.map((_, column) => Math.max(...rows.map((row) => row[column]!.length)));
+  return rows.map((row) => row.map((cell, column) => cell.padEnd(widths[column]!)).join('  ').trimEnd()).join('\n');
+}
+
+/** `portlease list`: every claim in the state file, live or not, as a table or as JSON. */
+export async function runList(args: string[]): Promise<number> {
+  const { values, positionals } = parseCommandLine('list', args, { json: { type: 'boolean' }, ...COMMON_OPTIONS });
+  if (values.help === true) {
+    process.stdout.write(`${HELP.list}\n`);
+    return 0;
+  }
+  noPositionals('list', positionals);
+  const allocator = openAllocator('list', values['state-dir']);
+  const claims = await allocator.list({ includeDead: true });
+  const now = Date.now();
+  if (values.json === true) {
+    process.stdout.write(`${JSON.stringify({ stateFile: allocator.stateFile, claims: claims.map((claim) => toJson(claim, now)) })}\n`);
+    return 0;
+  }
+  if (claims.length === 0) {
+    process.stdout.write(`No claims in ${allocator.stateFile}\n`);
+    return 0;
+  }
+  const rows = claims.map((claim) => [
+    portRange(claim.ports),
+    claim.host,
+    String(claim.pid),
+    statusOf(claim, now),
+    claim.label?.replace(/\p{Cc}/gu, '?') ?? '-',
+    formatDuration(now - claim.createdAt.getTime()),
+    expiry(claim, now),
+  ]);
+  process.stdout.write(`${table([['PORTS', 'HOST', 'PID', 'STATUS', 'LABEL', 'AGE', 'EXPIRES'], ...rows])}\n`);
+  return 0;
+}
