@@ -1,0 +1,133 @@
+import { closeSync, openSync, readFileSync, readSync } from 'node:fs';
+
+/** Where {@link SocketTable} reads from; a seam for tests and for platforms without `/proc/net`. */
+export interface SocketTableSource {
+  /**
+   * A cheap summary that changes whenever TCP sockets come or go (Linux: the TCP lines of
+   * `/proc/net/sockstat{,6}`), or `undefined` where no socket table is available.
+   */
+  signal(): string | undefined;
+  /** The full tables (Linux: `/proc/net/tcp` and `/proc/net/tcp6`). */
+  tables(): string[];
+}
+
+const signalBuffer = Buffer.alloc(4096);
+
+// sockstat is a handful of counters, so a raw read into a reused buffer is enough and
+// keeps this check at a few microseconds.
+function readSmall(path: string): string {
+  const fd = openSync(path, 'r');
+  try {
+    return signalBuffer.toString('latin1', 0, readSync(fd, signalBuffer, 0, signalBuffer.length, null));
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** The line of `text` starting with `prefix`, without its `mem` field (it moves with traffic, not with sockets). */
+function counterLine(text: string, prefix: string): string {
+  const start = text.indexOf(prefix);
+  if (start === -1) return '';
+  const end = text.indexOf('\n', start);
+  return text.slice(start, end === -1 ? undefined : end).replace(/ mem \d+/, '');
+}
+
+/** Linux's `/proc/net`; where it is missing, `signal()` is `undefined` and the bind probe works alone. */
+export const procNetSource: SocketTableSource = {
+  signal() {
+    if (process.platform !== 'linux') return undefined;
+    try {
+      const v4 = counterLine(readSmall('/proc/net/sockstat'), 'TCP:');
+      let v6 = '';
+      try {
+        v6 = counterLine(readSmall('/proc/net/sockstat6'), 'TCP6:');
+      } catch {
+        // A kernel without IPv6 has no sockstat6, and no tcp6 sockets to miss.
+      }
+      return v4 === '' ? undefined : `${v4}|${v6}`;
+    } catch {
+      return undefined;
+    }
+  },
+  tables() {
+    const tables: string[] = [];
+    for (const path of ['/proc/net/tcp', '/proc/net/tcp6']) {
+      try {
+        tables.push(readFileSync(path, 'latin1'));
+      } catch {
+        // tcp6 is missing without IPv6; a missing table has no sockets to report.
+      }
+    }
+    return tables;
+  },
+};
+
+/**
+ * Marks the local port of every socket row of a `/proc/net/tcp{,6}` table in `ports`.
+ * Every state counts (LISTEN, ESTABLISHED, TIME_WAIT, ...): a program that binds without
+ * `SO_REUSEADDR` fails on a port any of them holds.
+ */
+export function markLocalPorts(table: string, ports: Uint8Array): void {
+  // Rows look like "  12: 0100007F:1F90 00000000:0000 0A ..."; the port is the hex after the first ':' of field 2.
+  let lineStart = table.indexOf('\n') + 1;
+  while (lineStart > 0 && lineStart < table.length) {
+    const lineEnd = table.indexOf('\n', lineStart);
+    const colon = table.indexOf(':', table.indexOf(':', lineStart) + 1);
+    if (colon === -1 || (lineEnd !== -1 && colon > lineEnd)) break;
+    const port = Number.parseInt(table.slice(colon + 1, colon + 5), 16);
+    if (port > 0 && port < 65536) ports[port] = 1;
+    lineStart = lineEnd + 1;
+  }
+}
+
+/** Options of a {@link SocketTable}. */
+export interface SocketTableOptions {
+  source?: SocketTableSource;
+  /** Re-read the tables after this long even when the signal did not move. */
+  maxAgeMs?: number;
+  now?: () => number;
+}
+
+/**
+ * The local ports of every TCP socket on this machine, cached. Reading `/proc/net/tcp{,6}`
+ * makes the kernel walk its whole connection hash table (milliseconds, whatever the number
+ * of sockets), so the parsed table is reused while the cheap signal (the socket and
+ * TIME_WAIT counters) stays the same. Sockets that come and go in equal numbers between two
+ * claims do not move the counters, so the table is also re-read once it is `maxAgeMs` old.
+ */
+export class SocketTable {
+  private readonly source: SocketTableSource;
+  private readonly maxAgeMs: number;
+  private readonly now: () => number;
+  private cached: { signal: string; at: number; ports: Uint8Array } | undefined;
+  /** How many times the full tables were read (for tests and benchmarks). */
+  reads = 0;
+
+  constructor(options: SocketTableOptions = {}) {
+    this.source = options.source ?? procNetSource;
+    this.maxAgeMs = options.maxAgeMs ?? DEFAULT_SOCKET_TABLE_MAX_AGE_MS;
+    this.now = options.now ?? Date.now;
+  }
+
+  /**
+   * One byte per port, 1 where some local TCP socket uses it; `undefined` where this
+   * platform has no socket table. The array is shared: do not modify it.
+   */
+  portsInUse(): Uint8Array | undefined {
+    const signal = this.source.signal();
+    if (signal === undefined) return undefined;
+    const now = this.now();
+    if (this.cached !== undefined && this.cached.signal === signal && now - this.cached.at < this.maxAgeMs) return this.cached.ports;
+    const ports = new Uint8Array(65536);
+    for (const table of this.source.tables()) markLocalPorts(table, ports);
+    this.reads++;
+    this.cached = { signal, at: now, ports };
+    return ports;
+  }
+}
+
+/** How long a socket table snapshot is trusted while the counters stay the same. */
+export const DEFAULT_SOCKET_TABLE_MAX_AGE_MS = 1000;
+
+/** The process-wide table: every allocator in a process sees the same kernel. */
+export const systemSocketTable = new SocketTable();
