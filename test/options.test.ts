@@ -77,6 +77,10 @@ describe('defaults', () => {
       label: undefined,
       pid: process.pid,
       ttlMs: undefined,
+      protocol: 'tcp',
+      exclude: [],
+      allowEphemeralPorts: false,
+      allowUnsafePorts: false,
     });
   });
 
