@@ -3,18 +3,18 @@ import { closeSync, openSync, readFileSync, readSync } from 'node:fs';
 /** Where {@link SocketTable} reads from; a seam for tests and for platforms without `/proc/net`. */
 export interface SocketTableSource {
   /**
-   * A cheap summary that changes whenever TCP sockets come or go (Linux: the TCP lines of
-   * `/proc/net/sockstat{,6}`), or `undefined` where no socket table is available.
+   * A cheap summary that changes whenever a TCP connection is opened (and, best effort, when
+   * sockets come or go), or `undefined` where no socket table is available.
    */
   signal(): string | undefined;
   /** The full tables (Linux: `/proc/net/tcp` and `/proc/net/tcp6`). */
   tables(): string[];
 }
 
-const signalBuffer = Buffer.alloc(4096);
+const signalBuffer = Buffer.alloc(16 * 1024);
 
-// sockstat is a handful of counters, so a raw read into a reused buffer is enough and
-// keeps this check at a few microseconds.
+// The counter files are small, so a raw read into a reused buffer is enough and keeps
+// the check at tens of microseconds.
 function readSmall(path: string): string {
   const fd = openSync(path, 'r');
   try {
@@ -24,27 +24,40 @@ function readSmall(path: string): string {
   }
 }
 
-/** The line of `text` starting with `prefix`, without its `mem` field (it moves with traffic, not with sockets). */
-function counterLine(text: string, prefix: string): string {
-  const start = text.indexOf(prefix);
-  if (start === -1) return '';
-  const end = text.indexOf('\n', start);
-  return text.slice(start, end === -1 ? undefined : end).replace(/ mem \d+/, '');
+/** `ActiveOpens/PassiveOpens` from the two `Tcp:` lines (names, then values) of `/proc/net/snmp`. */
+function openCounters(snmp: string): string | undefined {
+  const lines = snmp.split('\n').filter((line) => line.startsWith('Tcp:'));
+  const names = lines[0]?.split(' ');
+  const values = lines[1]?.split(' ');
+  if (names === undefined || values === undefined) return undefined;
+  const active = values[names.indexOf('ActiveOpens')];
+  const passive = values[names.indexOf('PassiveOpens')];
+  return active === undefined || passive === undefined ? undefined : `${active}/${passive}`;
 }
 
-/** Linux's `/proc/net`; where it is missing, `signal()` is `undefined` and the bind probe works alone. */
+/** The `TCP:` line of `/proc/net/sockstat` without its `mem` field (it moves with traffic, not with sockets). */
+function socketCounters(sockstat: string): string {
+  const start = sockstat.indexOf('TCP:');
+  if (start === -1) return '';
+  const end = sockstat.indexOf('\n', start);
+  return sockstat.slice(start, end === -1 ? undefined : end).replace(/ mem \d+/, '');
+}
+
+/**
+ * Linux's `/proc/net`; where it is missing, `signal()` is `undefined` and the bind probe
+ * works alone. The signal holds the TCP open counters of `/proc/net/snmp`, which count
+ * both families and only ever grow: every socket that is not a listener (ESTABLISHED,
+ * TIME_WAIT, ...) began as an active or passive open, so while they stand still no port
+ * can have gained such a socket since the table was read. The `sockstat` counts (sockets
+ * in use, in TIME_WAIT, allocated) are added so that listeners coming and going and
+ * TIME_WAITs expiring also refresh the table; listeners are the bind probe's job anyway.
+ */
 export const procNetSource: SocketTableSource = {
   signal() {
     if (process.platform !== 'linux') return undefined;
     try {
-      const v4 = counterLine(readSmall('/proc/net/sockstat'), 'TCP:');
-      let v6 = '';
-      try {
-        v6 = counterLine(readSmall('/proc/net/sockstat6'), 'TCP6:');
-      } catch {
-        // A kernel without IPv6 has no sockstat6, and no tcp6 sockets to miss.
-      }
-      return v4 === '' ? undefined : `${v4}|${v6}`;
+      const opens = openCounters(readSmall('/proc/net/snmp'));
+      return opens === undefined ? undefined : `${opens}|${socketCounters(readSmall('/proc/net/sockstat'))}`;
     } catch {
       return undefined;
     }
@@ -90,10 +103,10 @@ export interface SocketTableOptions {
 
 /**
  * The local ports of every TCP socket on this machine, cached. Reading `/proc/net/tcp{,6}`
- * makes the kernel walk its whole connection hash table (milliseconds, whatever the number
- * of sockets), so the parsed table is reused while the cheap signal (the socket and
- * TIME_WAIT counters) stays the same. Sockets that come and go in equal numbers between two
- * claims do not move the counters, so the table is also re-read once it is `maxAgeMs` old.
+ * makes the kernel walk its whole connection hash table (milliseconds, however few sockets
+ * there are), so the parsed table is reused while the cheap signal stays the same (see
+ * {@link procNetSource}), and re-read at the latest once it is `maxAgeMs` old, so that ports
+ * whose sockets are gone are not skipped for long.
  */
 export class SocketTable {
   private readonly source: SocketTableSource;
@@ -126,7 +139,7 @@ export class SocketTable {
   }
 }
 
-/** How long a socket table snapshot is trusted while the counters stay the same. */
+/** How long a socket table snapshot is reused while the signal stays the same. */
 export const DEFAULT_SOCKET_TABLE_MAX_AGE_MS = 1000;
 
 /** The process-wide table: every allocator in a process sees the same kernel. */
