@@ -49,8 +49,8 @@ function socketCounters(sockstat: string): string {
  * both families and only ever grow: every socket that is not a listener (ESTABLISHED,
  * TIME_WAIT, ...) began as an active or passive open, so while they stand still no port
  * can have gained such a socket since the table was read. The `sockstat` counts (sockets
- * in use, in TIME_WAIT, allocated) are added so that listeners coming and going and
- * TIME_WAITs expiring also refresh the table; listeners are the bind probe's job anyway.
+ * in use, in TIME_WAIT, allocated) are added so that sockets going away (TIME_WAITs
+ * expiring) refresh the table sooner than its maximum age.
  */
 export const procNetSource: SocketTableSource = {
   signal() {
@@ -75,20 +75,28 @@ export const procNetSource: SocketTableSource = {
   },
 };
 
+// TCP_LISTEN in the kernel's state numbering, as /proc/net/tcp prints it.
+const LISTEN_STATE = '0A';
+
 /**
- * Marks the local port of every socket row of a `/proc/net/tcp{,6}` table in `ports`.
- * Every state counts (LISTEN, ESTABLISHED, TIME_WAIT, ...): a program that binds without
- * `SO_REUSEADDR` fails on a port any of them holds.
+ * Marks the local port of every socket row of a `/proc/net/tcp{,6}` table in `ports`,
+ * except listeners. Every other state counts (ESTABLISHED, TIME_WAIT, CLOSE_WAIT, ...): a
+ * program that binds without `SO_REUSEADDR` fails on a port any of them holds, while Node's
+ * probe binds it. Listeners are left to the bind probe, which always sees them: a cached
+ * row of a listener closed since would only keep its port from being handed out.
  */
 export function markLocalPorts(table: string, ports: Uint8Array): void {
-  // Rows look like "  12: 0100007F:1F90 00000000:0000 0A ..."; the port is the hex after the first ':' of field 2.
+  // Rows look like "  12: 0100007F:1F90 00000000:0000 0A ..."; the port is the hex after the
+  // second ':' of the row, the state the two hex digits after the remote address.
   let lineStart = table.indexOf('\n') + 1;
   while (lineStart > 0 && lineStart < table.length) {
     const lineEnd = table.indexOf('\n', lineStart);
     const colon = table.indexOf(':', table.indexOf(':', lineStart) + 1);
     if (colon === -1 || (lineEnd !== -1 && colon > lineEnd)) break;
+    const remoteEnd = table.indexOf(' ', table.indexOf(':', colon + 1));
+    const state = table.slice(remoteEnd + 1, remoteEnd + 3);
     const port = Number.parseInt(table.slice(colon + 1, colon + 5), 16);
-    if (port > 0 && port < 65536) ports[port] = 1;
+    if (state !== LISTEN_STATE && port > 0 && port < 65536) ports[port] = 1;
     lineStart = lineEnd + 1;
   }
 }
@@ -102,8 +110,8 @@ export interface SocketTableOptions {
 }
 
 /**
- * The local ports of every TCP socket on this machine, cached. Reading `/proc/net/tcp{,6}`
- * makes the kernel walk its whole connection hash table (milliseconds, however few sockets
+ * The local ports of every non-listening TCP socket on this machine, cached. Reading
+ * `/proc/net/tcp{,6}` makes the kernel walk its whole connection hash table (milliseconds, however few sockets
  * there are), so the parsed table is reused while the cheap signal stays the same (see
  * {@link procNetSource}), and re-read at the latest once it is `maxAgeMs` old, so that ports
  * whose sockets are gone are not skipped for long.
@@ -123,8 +131,8 @@ export class SocketTable {
   }
 
   /**
-   * One byte per port, 1 where some local TCP socket uses it; `undefined` where this
-   * platform has no socket table. The array is shared: do not modify it.
+   * One byte per port, 1 where some local non-listening TCP socket uses it; `undefined`
+   * where this platform has no socket table. The array is shared: do not modify it.
    */
   portsInUse(): Uint8Array | undefined {
     const signal = this.source.signal();

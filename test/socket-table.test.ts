@@ -29,16 +29,18 @@ const SAMPLE_TCP = `  sl  local_address rem_address   st tx_queue rx_queue tr tm
    1: 0100007F:4E20 0100007F:D431 06 00000000:00000000 03:00000F9C 00000000     0        0 0 3 0000000000000000
   12: 0100007F:D431 0100007F:4E21 01 00000000:00000000 00:00000000 00000000     0        0 2 1 0000000000000000 20 4 30 10 -1`;
 const SAMPLE_TCP6 = `  sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
-   0: 00000000000000000000000001000000:FFFF 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 3 1 0000000000000000 100 0 0 10 0`;
+   0: 00000000000000000000000001000000:FFFF 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 3 1 0000000000000000 100 0 0 10 0
+   1: 00000000000000000000000001000000:2710 00000000000000000000000001000000:A000 08 00000000:00000000 00:00000000 00000000     0        0 4 1 0000000000000000 20 4 30 10 -1`;
 
 describe('markLocalPorts', () => {
-  it('marks the local port of every row, whatever its state, and nothing else', () => {
+  it('marks the local port of every row but listeners, and nothing else', () => {
     const ports = new Uint8Array(65536);
     markLocalPorts(SAMPLE_TCP, ports);
     markLocalPorts(SAMPLE_TCP6, ports);
     const marked = [...ports.keys()].filter((port) => ports[port] === 1);
-    // 8080 LISTEN, 20000 TIME_WAIT, 54321 ESTABLISHED (a client's local port), 65535 LISTEN on ::1; never the remote 20001.
-    expect(marked).toEqual([8080, 20000, 54321, 65535]);
+    // 20000 TIME_WAIT, 54321 ESTABLISHED (a client's local port), 10000 CLOSE_WAIT on ::1;
+    // not the listeners 8080 and 65535 (the bind probe's job), never the remote 20001.
+    expect(marked).toEqual([10000, 20000, 54321]);
   });
 
   it('reads an empty table (header only) as no ports', () => {
@@ -68,7 +70,7 @@ describe('SocketTable cache', () => {
     const source = fakeSource();
     let now = 0;
     const table = new SocketTable({ source, maxAgeMs: 1000, now: () => now });
-    expect(table.portsInUse()![8080]).toBe(1);
+    expect(table.portsInUse()![20000]).toBe(1);
     table.portsInUse();
     now = 999;
     table.portsInUse();
@@ -77,7 +79,7 @@ describe('SocketTable cache', () => {
     source.table = SAMPLE_TCP6;
     const fresh = table.portsInUse()!;
     expect(source.reads).toBe(2);
-    expect([fresh[8080], fresh[65535]]).toEqual([0, 1]);
+    expect([fresh[20000], fresh[10000]]).toEqual([0, 1]);
     now = 999 + 1000;
     table.portsInUse();
     expect(source.reads).toBe(3);
