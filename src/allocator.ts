@@ -10,7 +10,9 @@ import {
   resolveAllocatorOptions,
   resolveClaimOptions,
 } from './options.js';
+import { BlockedPorts, systemEphemeralRange } from './port-ranges.js';
 import { findBusyPorts } from './probe.js';
+import { systemSocketTable } from './socket-table.js';
 import { type ClaimRecord, ownerFields, type StateData, StateStore } from './state.js';
 import { prepareStateDir, statePaths, type StatePaths } from './state-dir.js';
 
@@ -79,6 +81,23 @@ let claimCounter = 0;
 function newClaimId(): string {
   claimCounter = (claimCounter + 1) % Number.MAX_SAFE_INTEGER;
   return `${process.pid.toString(36)}-${Date.now().toString(36)}-${claimCounter.toString(36)}`;
+}
+
+/** Ports a search passes over before any probe; see `skipFor`. */
+interface SkipSet {
+  rules: BlockedPorts;
+  /** One byte per port, 1 where a local TCP socket uses it; `undefined` without a socket table. */
+  inUse: Uint8Array | undefined;
+}
+
+function describeSkipped(skip: SkipSet, base: number): string[] {
+  const parts = skip.rules.describe(base);
+  if (skip.inUse !== undefined) {
+    let count = 0;
+    for (let port = base; port <= 65535; port++) count += skip.inUse[port]!;
+    if (count > 0) parts.push(`${count} port${count === 1 ? '' : 's'} used by local TCP sockets`);
+  }
+  return parts;
 }
 
 const exitReleasers = new Map<string, () => void>();
@@ -150,6 +169,8 @@ export class PortAllocator {
     if (ownerStartTime === null) throw new OwnerNotAliveError(request.pid);
     this.prepare();
     if (request.pid === process.pid && request.ttlMs === undefined) this.installExitRelease();
+    // Worked out before the lock is taken: the search under it only reads two bitmaps.
+    const skip = this.skipFor(request);
 
     const busy = new Set<number>();
     let tentative: ClaimRecord | undefined;
@@ -157,7 +178,7 @@ export class PortAllocator {
     for (;;) {
       const previous = tentative;
       try {
-        tentative = await this.transaction((state) => this.recordClaim(state, request, ownerStartTime, busy, previous));
+        tentative = await this.transaction((state) => this.recordClaim(state, request, ownerStartTime, busy, previous, skip));
       } catch (error) {
         if (previous !== undefined && tentative === previous) await this.dropClaim(previous.id);
         throw error;
@@ -166,7 +187,7 @@ export class PortAllocator {
       // picks these ports meanwhile, and the lock is never held across a socket round trip.
       let busyPorts: number[];
       try {
-        busyPorts = await findBusyPorts(claimPorts(tentative), request.host);
+        busyPorts = await findBusyPorts(claimPorts(tentative), request.host, request.protocol);
       } catch (error) {
         await this.dropClaim(tentative.id);
         throw error;
@@ -241,6 +262,7 @@ export class PortAllocator {
     ownerStartTime: StartTime,
     busy: ReadonlySet<number>,
     previous: ClaimRecord | undefined,
+    skip: SkipSet,
   ): { changed: boolean; result: ClaimRecord } {
     if (previous !== undefined) state.claims = state.claims.filter((claim) => claim.id !== previous.id);
     const now = Date.now();
@@ -249,13 +271,14 @@ export class PortAllocator {
       state.claims,
       request.base,
       request.count,
-      (port) => busy.has(port),
+      (port) => skip.rules.has(port) || skip.inUse?.[port] === 1 || busy.has(port),
       (claim) => isClaimLive(claim, now, isAlive),
     );
     if (dead.size > 0) state.claims = state.claims.filter((claim) => !dead.has(claim));
     if (start === undefined) {
-      const skipped = busy.size > 0 ? `; ${busy.size} port${busy.size === 1 ? ' was' : 's were'} busy on ${request.host}` : '';
-      throw new PortsExhaustedError(request.base, request.count, `, after skipping claimed ports${skipped}`);
+      const skipped = ['claimed ports', ...describeSkipped(skip, request.base)].join(', ');
+      const busyNote = busy.size > 0 ? `; ${busy.size} port${busy.size === 1 ? ' was' : 's were'} busy on ${request.host}` : '';
+      throw new PortsExhaustedError(request.base, request.count, `, after skipping ${skipped}${busyNote}`);
     }
     const claim: ClaimRecord = {
       id: newClaimId(),
@@ -270,6 +293,18 @@ export class PortAllocator {
     };
     state.claims.push(claim);
     return { changed: true, result: claim };
+  }
+
+  /** What a claim skips without probing: the rules of its options, and ports local sockets use. */
+  private skipFor(request: ResolvedClaimOptions): SkipSet {
+    const rules = new BlockedPorts({
+      ephemeral: request.allowEphemeralPorts ? undefined : (this.options.ephemeralPortRange ?? systemEphemeralRange()),
+      unsafe: !request.allowUnsafePorts,
+      exclude: request.exclude,
+    });
+    // The TCP table says nothing about UDP, whose probe has no SO_REUSEADDR blind spot anyway.
+    const inUse = this.options.socketTable && request.protocol !== 'udp' ? systemSocketTable.portsInUse() : undefined;
+    return { rules, inUse };
   }
 
   /**

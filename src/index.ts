@@ -25,6 +25,7 @@ export {
 } from './errors.js';
 export type { PortleaseErrorCode } from './errors.js';
 export { SHARED_STATE_DIR_ENV, STATE_DIR_ENV } from './options.js';
-export type { AllocatorOptions, ClaimOptions } from './options.js';
+export type { AllocatorOptions, ClaimOptions, Protocol } from './options.js';
+export type { PortExclusion, PortRange } from './port-ranges.js';
 // Internals (lock, state file, liveness, probe) are deliberately not exported: the state
 // format and lock layout may change between minor versions; the API above will not.

@@ -1,5 +1,9 @@
 import { isIP } from 'node:net';
 import envPaths from 'env-paths';
+import { mergeRanges, type PortExclusion, type PortRange } from './port-ranges.js';
+
+/** Which port spaces a claimed port must be free in: TCP, UDP, or both. */
+export type Protocol = 'tcp' | 'udp' | 'both';
 
 /** Options of one claim. Every field is optional; see {@link resolveClaimOptions} for the defaults. */
 export interface ClaimOptions {
@@ -30,6 +34,31 @@ export interface ClaimOptions {
    * its owner is alive. Without it, a claim lives exactly as long as its owner.
    */
   ttlMs?: number | undefined;
+  /**
+   * Which port spaces the ports must be free in. `'both'` asks for ports free for TCP and
+   * for UDP (e.g. for HTTP/3 next to HTTP/1.1 on the same number).
+   * @default 'tcp'
+   */
+  protocol?: Protocol | undefined;
+  /**
+   * Ports never to hand out: single ports and inclusive `[first, last]` ranges.
+   * @default []
+   * @example [5432, [6379, 6380]]
+   */
+  exclude?: readonly PortExclusion[] | undefined;
+  /**
+   * Also hand out ports of the kernel's ephemeral range (Linux `ip_local_port_range`,
+   * e.g. 32768–60999). Off by default because any outgoing connection may take such a port
+   * between the claim and the owner's bind.
+   * @default false
+   */
+  allowEphemeralPorts?: boolean | undefined;
+  /**
+   * Also hand out ports that browsers refuse to connect to (the Fetch standard's bad
+   * ports, e.g. 6000, 6665–6669, 10080).
+   * @default false
+   */
+  allowUnsafePorts?: boolean | undefined;
 }
 
 /** {@link ClaimOptions} with every default filled in and every value checked. */
@@ -40,6 +69,11 @@ export interface ResolvedClaimOptions {
   label: string | undefined;
   pid: number;
   ttlMs: number | undefined;
+  protocol: Protocol;
+  /** Merged and sorted. */
+  exclude: PortRange[];
+  allowEphemeralPorts: boolean;
+  allowUnsafePorts: boolean;
 }
 
 /** Settings of a {@link PortAllocator}. */
@@ -66,6 +100,20 @@ export interface AllocatorOptions {
    * @default process.env.PORTLEASE_SHARED_STATE_DIR === '1'
    */
   sharedStateDir?: boolean | undefined;
+  /**
+   * The ephemeral port range that claims skip (unless `allowEphemeralPorts`), as an
+   * inclusive `[first, last]`, instead of the one read from the OS.
+   * @default read from the OS (Linux `/proc/sys/net/ipv4/ip_local_port_range`, macOS `sysctl net.inet.ip.portrange`), else 49152–65535
+   */
+  ephemeralPortRange?: PortRange | undefined;
+  /**
+   * On Linux, skip ports that any local TCP socket uses (LISTEN, ESTABLISHED, TIME_WAIT, ...)
+   * as listed in `/proc/net/tcp{,6}`: a program binding without `SO_REUSEADDR` fails on those
+   * although Node's probe binds them. Turn off only if reading the table is too slow (very
+   * many sockets); the bind probe alone then decides.
+   * @default true
+   */
+  socketTable?: boolean | undefined;
 }
 
 /** {@link AllocatorOptions} with every default filled in and every value checked. */
@@ -74,6 +122,9 @@ export interface ResolvedAllocatorOptions {
   lockTimeoutMs: number;
   staleMs: number;
   sharedStateDir: boolean;
+  /** `undefined`: read from the OS when first needed. */
+  ephemeralPortRange: PortRange | undefined;
+  socketTable: boolean;
 }
 
 /** Environment variable that overrides the default state directory. */
@@ -114,6 +165,54 @@ export function isValidHost(host: string): boolean {
   return isIP(host) !== 0 || HOSTNAME_PATTERN.test(host);
 }
 
+function requireBoolean(name: string, value: unknown): boolean {
+  if (typeof value !== 'boolean') {
+    throw new TypeError(`Expected option \`${name}\` to be a boolean, got ${describe(value)} (${typeof value}).`);
+  }
+  return value;
+}
+
+const PROTOCOLS: readonly Protocol[] = ['tcp', 'udp', 'both'];
+
+function requireProtocol(value: unknown): Protocol {
+  if (typeof value !== 'string') {
+    throw new TypeError(`Expected option \`protocol\` to be a string, got ${describe(value)} (${typeof value}).`);
+  }
+  if (!(PROTOCOLS as readonly string[]).includes(value)) {
+    throw new RangeError(`Expected option \`protocol\` to be 'tcp', 'udp' or 'both', got ${describe(value)}.`);
+  }
+  return value as Protocol;
+}
+
+/** Checks a `[first, last]` port range; `name` is the option, for the message. */
+function requireRange(name: string, value: unknown): PortRange {
+  if (!Array.isArray(value) || value.length !== 2) {
+    const what = name === 'exclude' ? 'entries to be ports or [first, last] ranges' : 'to be a [first, last] port range';
+    throw new TypeError(`Expected option \`${name}\` ${what}, got ${JSON.stringify(value) ?? describe(value)}.`);
+  }
+  const first = requireInteger(name, value[0], 1, MAX_PORT);
+  const last = requireInteger(name, value[1], 1, MAX_PORT);
+  if (first > last) {
+    throw new RangeError(`Expected option \`${name}\` ranges to be [first, last] with first <= last, got [${first}, ${last}].`);
+  }
+  return [first, last];
+}
+
+function requireExclusions(value: unknown): PortRange[] {
+  if (!Array.isArray(value)) {
+    throw new TypeError(`Expected option \`exclude\` to be an array of ports and [first, last] ranges, got ${describe(value)} (${typeof value}).`);
+  }
+  return mergeRanges(
+    value.map((entry: unknown) => {
+      if (typeof entry === 'number') {
+        const port = requireInteger('exclude', entry, 1, MAX_PORT);
+        return [port, port] as const;
+      }
+      return requireRange('exclude', entry);
+    }),
+  );
+}
+
 /**
  * Checks a caller's claim options and fills in the defaults. Throws `TypeError` or
  * `RangeError` naming the option and the value; touches no file.
@@ -147,7 +246,11 @@ export function resolveClaimOptions(input: ClaimOptions = {}): ResolvedClaimOpti
   }
   const pid = requireInteger('pid', input.pid ?? process.pid, 1, 2 ** 32 - 1);
   const ttlMs = input.ttlMs === undefined ? undefined : requireInteger('ttlMs', input.ttlMs, 1, Number.MAX_SAFE_INTEGER);
-  return { base, count, host, label, pid, ttlMs };
+  const protocol = requireProtocol(input.protocol ?? 'tcp');
+  const exclude = requireExclusions(input.exclude ?? []);
+  const allowEphemeralPorts = requireBoolean('allowEphemeralPorts', input.allowEphemeralPorts ?? false);
+  const allowUnsafePorts = requireBoolean('allowUnsafePorts', input.allowUnsafePorts ?? false);
+  return { base, count, host, label, pid, ttlMs, protocol, exclude, allowEphemeralPorts, allowUnsafePorts };
 }
 
 /** The default state directory: the environment variable, else the per-user temporary directory. */
@@ -173,5 +276,7 @@ export function resolveAllocatorOptions(input: AllocatorOptions = {}, env: NodeJ
   if (typeof sharedStateDir !== 'boolean') {
     throw new TypeError(`Expected option \`sharedStateDir\` to be a boolean, got ${describe(sharedStateDir)}.`);
   }
-  return { stateDir, lockTimeoutMs, staleMs, sharedStateDir };
+  const ephemeralPortRange = input.ephemeralPortRange === undefined ? undefined : requireRange('ephemeralPortRange', input.ephemeralPortRange);
+  const socketTable = requireBoolean('socketTable', input.socketTable ?? true);
+  return { stateDir, lockTimeoutMs, staleMs, sharedStateDir, ephemeralPortRange, socketTable };
 }

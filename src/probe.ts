@@ -1,33 +1,172 @@
-import { createServer } from 'node:net';
+import { createSocket } from 'node:dgram';
+import { lookup } from 'node:dns/promises';
+import { createServer, isIP } from 'node:net';
 import { HostUnavailableError } from './errors.js';
-
-// The address is not this machine's, or does not resolve: no port will ever bind there.
-const HOST_ERRORS = new Set(['EADDRNOTAVAIL', 'EAFNOSUPPORT', 'ENOTFOUND', 'EAI_AGAIN', 'EAI_FAIL', 'EAI_NONAME', 'EINVAL']);
+import type { Protocol } from './options.js';
 
 /**
- * Whether `port` can be bound on `host` right now, found by really listening on it and
- * closing again. Busy (`EADDRINUSE`) and forbidden (`EACCES`, e.g. a privileged port)
- * both mean "not free"; an address this machine does not have throws
- * {@link HostUnavailableError}. The probe socket never keeps the process alive.
+ * How this machine's address families share ports:
+ * - `dual`: a bind on `::` with `ipv6Only: false` also covers IPv4 (Linux, macOS, Windows by default);
+ * - `separate`: IPv6 exists but `::` does not cover IPv4 (dual-stack off), so each family's wildcard is probed;
+ * - `ipv4-only`: no IPv6 at all.
  */
-export function probePort(port: number, host: string): Promise<boolean> {
-  return new Promise((resolve, reject) => {
+export type AddressStack = 'dual' | 'separate' | 'ipv4-only';
+
+/** One bind a probe makes. */
+export interface ProbeAddress {
+  address: string;
+  ipv6Only: boolean;
+  /** The requested host itself: if it does not exist, that is the caller's error. Auxiliary addresses that do not exist are skipped. */
+  required: boolean;
+}
+
+type BindOutcome = { kind: 'free' } | { kind: 'busy' } | { kind: 'absent'; error: Error };
+
+// The address is not this machine's, or its family is missing: no port will ever bind there.
+const ABSENT_ERRORS = new Set(['EADDRNOTAVAIL', 'EAFNOSUPPORT', 'EPROTONOSUPPORT', 'EINVAL']);
+const LOOKUP_ERRORS = new Set(['ENOTFOUND', 'EAI_AGAIN', 'EAI_FAIL', 'EAI_NONAME', 'EAI_NODATA']);
+
+function classify(error: NodeJS.ErrnoException): BindOutcome {
+  // Everything else (EADDRINUSE, EACCES for a privileged or OS-reserved port, ...) means "skip this port".
+  return error.code !== undefined && ABSENT_ERRORS.has(error.code) ? { kind: 'absent', error } : { kind: 'busy' };
+}
+
+function bindTcp(port: number, address: string, ipv6Only: boolean): Promise<BindOutcome> {
+  return new Promise((resolve) => {
     const server = createServer();
     server.unref();
     server.once('error', (error: NodeJS.ErrnoException) => {
       server.close();
-      if (error.code !== undefined && HOST_ERRORS.has(error.code)) reject(new HostUnavailableError(host, error));
-      else resolve(false);
+      resolve(classify(error));
     });
     // exclusive: never share a handle with a cluster primary, which would hide a conflict.
-    server.listen({ port, host, exclusive: true }, () => {
-      server.close(() => resolve(true));
+    server.listen({ port, host: address, ipv6Only, exclusive: true }, () => {
+      server.close(() => resolve({ kind: 'free' }));
     });
   });
 }
 
-/** The ports of `ports` that cannot be bound on `host` now (probed in parallel). */
-export async function findBusyPorts(ports: readonly number[], host: string): Promise<number[]> {
-  const free = await Promise.all(ports.map((port) => probePort(port, host)));
+function bindUdp(port: number, address: string, ipv6Only: boolean): Promise<BindOutcome> {
+  return new Promise((resolve) => {
+    const socket = createSocket({ type: isIP(address) === 6 ? 'udp6' : 'udp4', ipv6Only });
+    socket.unref();
+    socket.once('error', (error: NodeJS.ErrnoException) => {
+      socket.close();
+      resolve(classify(error));
+    });
+    socket.bind({ port, address, exclusive: true }, () => {
+      socket.close(() => resolve({ kind: 'free' }));
+    });
+  });
+}
+
+/**
+ * The binds that tell whether a port is free for `address` in every family: the address
+ * itself, plus the wildcards that collide with any listener of either family. A listener
+ * on `::1` does not stop a bind on `127.0.0.1` (nor the reverse), and one on `::` with
+ * `ipv6Only` does not stop `0.0.0.0`; but a dual-stack bind on `::` fails if any IPv4 or
+ * IPv6 socket holds the port, so where dual-stack works that one extra bind sees them all.
+ */
+export function probeAddresses(address: string, stack: AddressStack): ProbeAddress[] {
+  const own: ProbeAddress = { address, ipv6Only: false, required: true };
+  const wildcards: ProbeAddress[] =
+    stack === 'dual'
+      ? [{ address: '::', ipv6Only: false, required: false }]
+      : stack === 'separate'
+        ? [
+            { address: '0.0.0.0', ipv6Only: false, required: false },
+            { address: '::', ipv6Only: true, required: false },
+          ]
+        : [{ address: '0.0.0.0', ipv6Only: false, required: false }];
+  // A wildcard requested as the host is already probed (as `::` dual, which a stack
+  // without dual-stack treats as IPv6 only, just like the wildcard it would add).
+  return [own, ...wildcards.filter((wildcard) => wildcard.address !== address)];
+}
+
+let stackDetection: Promise<AddressStack> | undefined;
+
+async function detectStack(): Promise<AddressStack> {
+  const server = createServer();
+  server.unref();
+  const listened = await new Promise<BindOutcome>((resolve) => {
+    server.once('error', (error: NodeJS.ErrnoException) => resolve(classify(error)));
+    server.listen({ port: 0, host: '::', ipv6Only: false, exclusive: true }, () => resolve({ kind: 'free' }));
+  });
+  if (listened.kind === 'absent') return 'ipv4-only';
+  if (listened.kind === 'busy') return 'separate';
+  try {
+    const { port } = server.address() as { port: number };
+    // If `::` covers IPv4, the IPv4 wildcard on the same port is taken by it.
+    const v4 = await bindTcp(port, '0.0.0.0', false);
+    return v4.kind === 'busy' ? 'dual' : 'separate';
+  } finally {
+    await new Promise((resolve) => server.close(resolve));
+  }
+}
+
+/** How this machine's families share ports; found once per process by two binds on a kernel-chosen port. */
+export function addressStack(): Promise<AddressStack> {
+  stackDetection ??= detectStack();
+  return stackDetection;
+}
+
+async function resolveAddress(host: string): Promise<string> {
+  if (isIP(host) !== 0) return host;
+  try {
+    return (await lookup(host)).address;
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code !== undefined && LOOKUP_ERRORS.has(code)) throw new HostUnavailableError(host, error);
+    throw error;
+  }
+}
+
+async function isFreeIn(
+  bind: typeof bindTcp,
+  port: number,
+  host: string,
+  addresses: readonly ProbeAddress[],
+): Promise<boolean> {
+  // One after another: our own probe on the requested host would otherwise collide with the wildcard probe.
+  for (const { address, ipv6Only, required } of addresses) {
+    const outcome = await bind(port, address, ipv6Only);
+    if (outcome.kind === 'busy') return false;
+    if (outcome.kind === 'absent' && required) throw new HostUnavailableError(host, outcome.error);
+  }
+  return true;
+}
+
+/**
+ * Whether `port` is free on `host` in every address family, for the given protocol(s),
+ * found by really binding it and closing again. Busy (`EADDRINUSE`) and forbidden (`EACCES`,
+ * e.g. a privileged port) both mean "not free"; a `host` that is not an address of this
+ * machine throws {@link HostUnavailableError}. The probe sockets never keep the process alive.
+ */
+export async function probePort(port: number, host: string, protocol: Protocol = 'tcp', stack?: AddressStack): Promise<boolean> {
+  return (await findBusyPorts([port], host, protocol, stack)).length === 0;
+}
+
+/**
+ * The ports of `ports` that are not free on `host` (see {@link probePort}), probed in
+ * parallel. `stack` overrides the detected {@link addressStack} (for tests).
+ */
+export async function findBusyPorts(
+  ports: readonly number[],
+  host: string,
+  protocol: Protocol = 'tcp',
+  stack?: AddressStack,
+): Promise<number[]> {
+  const address = await resolveAddress(host);
+  const addresses = probeAddresses(address, stack ?? (await addressStack()));
+  const free = await Promise.all(
+    ports.map(async (port) => {
+      // TCP and UDP are separate port spaces, so their probes cannot collide with each other.
+      const [tcp, udp] = await Promise.all([
+        protocol === 'udp' ? true : isFreeIn(bindTcp, port, host, addresses),
+        protocol === 'tcp' ? true : isFreeIn(bindUdp, port, host, addresses),
+      ]);
+      return tcp && udp;
+    }),
+  );
   return ports.filter((_, index) => !free[index]);
 }

@@ -1,6 +1,8 @@
-import { type ChildProcess, fork } from 'node:child_process';
+import { type ChildProcess, fork, spawn, spawnSync } from 'node:child_process';
+import { createSocket, type Socket as DgramSocket } from 'node:dgram';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { createServer, type Server } from 'node:net';
+import { get as httpGet } from 'node:http';
+import { connect, createServer, isIP, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -114,4 +116,126 @@ export function killAll(children: Iterable<ChildProcess>): void {
 /** The claims stored in a state file, read as a fresh process would (no cache, no repair). */
 export function storedClaims(stateFile: string): ClaimRecord[] {
   return new StateStore(stateFile, false).load(false).claims;
+}
+
+/** Whether this machine can listen on IPv6 loopback (IPv6 cases are skipped where it cannot). */
+export async function hasIPv6(): Promise<boolean> {
+  try {
+    await close(await listen(0, '::1', true));
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** A UDP socket bound to `port` on `address`. */
+export function bindUdp(port: number, address: string, ipv6Only = false): Promise<DgramSocket> {
+  return new Promise((resolve, reject) => {
+    const socket = createSocket({ type: isIP(address) === 6 ? 'udp6' : 'udp4', ipv6Only });
+    socket.once('error', reject);
+    socket.bind({ port, address }, () => resolve(socket));
+  });
+}
+
+/** Closes a UDP socket. */
+export function closeUdp(socket: DgramSocket): Promise<void> {
+  return new Promise((resolve) => socket.close(() => resolve()));
+}
+
+/** TCP states (`/proc/net/tcp{,6}` hex codes, e.g. `06` = TIME_WAIT) of local sockets on `port`; Linux only. */
+export function tcpStates(port: number): string[] {
+  const states: string[] = [];
+  const hexPort = port.toString(16).toUpperCase().padStart(4, '0');
+  for (const file of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    if (!existsSync(file)) continue;
+    for (const line of readFileSync(file, 'latin1').split('\n').slice(1)) {
+      const fields = line.trim().split(/\s+/);
+      if (fields[1]?.endsWith(`:${hexPort}`)) states.push(fields[3]!);
+    }
+  }
+  return states;
+}
+
+/**
+ * Leaves `port` in TIME_WAIT on `host`: accepts one connection and closes it from the
+ * server side first (the side that closes first keeps the TIME_WAIT), then closes the
+ * listener. Resolves once the kernel lists the socket in TIME_WAIT (Linux).
+ */
+export async function holdInTimeWait(port: number, host = '127.0.0.1'): Promise<void> {
+  const server = await listen(port, host);
+  const accepted = new Promise<void>((resolve) => server.once('connection', (socket) => {
+      socket.destroy();
+      resolve();
+    }));
+  const client = connect(port, host);
+  client.on('error', () => {});
+  const clientClosed = new Promise((resolve) => client.once('close', resolve));
+  await accepted;
+  await clientClosed;
+  await close(server);
+  for (let waited = 0; process.platform === 'linux' && !tcpStates(port).includes('06'); waited += 10) {
+    if (waited > 5000) throw new Error(`port ${port} did not enter TIME_WAIT`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+/** Whether python3 is on PATH (the "really served" tests need a program that binds without Node's socket options). */
+export const hasPython = spawnSync('python3', ['--version'], { stdio: 'ignore' }).status === 0;
+
+/**
+ * Binds and listens on `port` from python3, which (unlike libuv) sets no SO_REUSEADDR:
+ * `'ok'`, or the errno (98 = EADDRINUSE on Linux).
+ */
+export function bindWithoutReuseAddr(port: number, host = '127.0.0.1'): string {
+  const script = 'import socket,sys\ns=socket.socket()\ntry:\n s.bind((sys.argv[1],int(sys.argv[2]))); s.listen(); print("ok")\nexcept OSError as e: print(e.errno)';
+  return spawnSync('python3', ['-c', script, host, String(port)], { encoding: 'utf8', timeout: 10_000 }).stdout.trim();
+}
+
+/**
+ * Starts `python3 -m http.server --bind 127.0.0.1 PORT`, waits (bounded) until it answers
+ * an HTTP request, then kills it. Rejects with python's stderr if it cannot serve.
+ */
+export async function serveWithPython(port: number, timeoutMs = 10_000): Promise<void> {
+  const root = mkdtempSync(join(tmpdir(), 'portlease-serve-'));
+  const server = spawn('python3', ['-m', 'http.server', '--bind', '127.0.0.1', '--directory', root, String(port)], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let stderr = '';
+  server.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  try {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      if (server.exitCode !== null) throw new Error(`python3 http.server on ${port} exited (${server.exitCode}): ${stderr.trim()}`);
+      const status = await new Promise<number | undefined>((resolve) => {
+        const request = httpGet({ host: '127.0.0.1', port, path: '/', timeout: 1000 }, (response) => {
+          response.resume();
+          resolve(response.statusCode);
+        });
+        request.on('error', () => resolve(undefined));
+        request.on('timeout', () => request.destroy());
+      });
+      if (status === 200) return;
+      if (Date.now() > deadline) throw new Error(`python3 http.server on ${port} did not answer within ${timeoutMs} ms: ${stderr.trim()}`);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  } finally {
+    server.kill('SIGKILL');
+    await exited(server);
+    rmSync(root, { recursive: true, force: true });
+  }
+}
+
+/** Whether nothing listens on `port` in either family (a dual-stack bind, else IPv4 only): a test oracle. */
+export async function bindableEverywhere(port: number, ipv6: boolean): Promise<boolean> {
+  return ipv6 ? canBind(port, '::') : canBind(port, '0.0.0.0');
+}
+
+/** The first port at or above `from` that starts `count` ports bindable everywhere and not in `skip`. */
+export async function nextBindableRun(from: number, count: number, ipv6: boolean, skip: (port: number) => boolean = () => false): Promise<number> {
+  for (let start = from; start + count - 1 <= 65535; start++) {
+    let ok = true;
+    for (let port = start; port < start + count && ok; port++) ok = !skip(port) && (await bindableEverywhere(port, ipv6));
+    if (ok) return start;
+  }
+  throw new Error(`no bindable run of ${count} from ${from}`);
 }

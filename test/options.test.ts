@@ -27,6 +27,15 @@ const badInputs: Array<[string, unknown, typeof TypeError | typeof RangeError]> 
   ['label', 7, TypeError],
   ['pid', -5, RangeError],
   ['ttlMs', 0, RangeError],
+  ['protocol', 'sctp', RangeError],
+  ['protocol', 6, TypeError],
+  ['exclude', 8090, TypeError],
+  ['exclude', [0], RangeError],
+  ['exclude', [[9000, 8000]], RangeError],
+  ['exclude', [[9000]], TypeError],
+  ['exclude', ['8090'], TypeError],
+  ['allowEphemeralPorts', 'yes', TypeError],
+  ['allowUnsafePorts', 1, TypeError],
 ];
 
 describe('bad input', () => {
@@ -65,6 +74,9 @@ describe('bad input', () => {
     expect(() => new PortAllocator({ staleMs: 10 })).toThrow(/`staleMs`/);
     expect(() => new PortAllocator({ lockTimeoutMs: -1 })).toThrow(/`lockTimeoutMs`/);
     expect(() => new PortAllocator({ stateDir: '' })).toThrow(/`stateDir`/);
+    expect(() => new PortAllocator({ ephemeralPortRange: [60999, 32768] })).toThrow(/`ephemeralPortRange`/);
+    expect(() => new PortAllocator({ ephemeralPortRange: [0, 100] })).toThrow(/`ephemeralPortRange`/);
+    expect(() => new PortAllocator({ socketTable: 'no' as never })).toThrow(/`socketTable`/);
   });
 });
 
@@ -77,7 +89,13 @@ describe('defaults', () => {
       label: undefined,
       pid: process.pid,
       ttlMs: undefined,
+      protocol: 'tcp',
+      exclude: [],
+      allowEphemeralPorts: false,
+      allowUnsafePorts: false,
     });
+    expect(resolveClaimOptions({ exclude: [[20, 30], 5, [25, 40], 41] }).exclude).toEqual([[5, 5], [20, 41]]);
+    expect(resolveAllocatorOptions({ stateDir: '/x' })).toMatchObject({ ephemeralPortRange: undefined, socketTable: true });
   });
 
   it('takes the state directory from the option, else PORTLEASE_STATE_DIR, else env-paths temp', () => {

@@ -1,0 +1,138 @@
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+
+/** An inclusive range of ports, `[first, last]`. */
+export type PortRange = readonly [first: number, last: number];
+
+/** One entry of the `exclude` option: a single port, or an inclusive `[first, last]` range. */
+export type PortExclusion = number | PortRange;
+
+/** The IANA dynamic/private range, used where the OS does not tell its own. */
+export const IANA_EPHEMERAL_RANGE: PortRange = [49152, 65535];
+
+/**
+ * Ports browsers refuse to connect to: the Fetch standard's "bad ports"
+ * (https://fetch.spec.whatwg.org/#port-blocking), which Chromium (`net/base/port_util.cc`,
+ * `kRestrictedPorts`) and Firefox (`gBadPortList`) enforce. A dev server handed one of
+ * these would answer `ERR_UNSAFE_PORT` in the browser. Chromium's own list lacked 4190 and
+ * 6679 when this was written; the standard added them in 2024, so both are kept.
+ */
+export const UNSAFE_PORTS: readonly number[] = Object.freeze([
+  1, 7, 9, 11, 13, 15, 17, 19, 20, 21, 22, 23, 25, 37, 42, 43, 53, 69, 77, 79, 87, 95, 101, 102, 103, 104, 109, 110, 111,
+  113, 115, 117, 119, 123, 135, 137, 139, 143, 161, 179, 389, 427, 465, 512, 513, 514, 515, 526, 530, 531, 532, 540, 548,
+  554, 556, 563, 587, 601, 636, 989, 990, 993, 995, 1719, 1720, 1723, 2049, 3659, 4045, 4190, 5060, 5061, 6000, 6566,
+  6665, 6666, 6667, 6668, 6669, 6679, 6697, 10080,
+]);
+
+/** Where {@link readEphemeralRange} gets its facts; a seam for tests of other platforms. */
+export interface EphemeralRangeSources {
+  platform: NodeJS.Platform;
+  readFile: (path: string) => string;
+  sysctl: (names: readonly string[]) => string;
+}
+
+const systemSources: EphemeralRangeSources = {
+  platform: process.platform,
+  readFile: (path) => readFileSync(path, 'utf8'),
+  // Bounded: a hung sysctl must not hang a claim.
+  sysctl: (names) => execFileSync('sysctl', ['-n', ...names], { encoding: 'utf8', timeout: 2000, stdio: ['ignore', 'pipe', 'ignore'] }),
+};
+
+function toRange(text: string): PortRange | undefined {
+  const [first, last] = text.trim().split(/\s+/).map(Number);
+  if (first === undefined || last === undefined) return undefined;
+  if (!Number.isInteger(first) || !Number.isInteger(last) || first < 1 || last > 65535 || first > last) return undefined;
+  return [first, last];
+}
+
+/**
+ * The range the kernel picks local ports of outgoing connections from: Linux
+ * `/proc/sys/net/ipv4/ip_local_port_range`, the BSDs' and macOS's
+ * `net.inet.ip.portrange.first/last`, else (Windows, or when reading fails) the IANA
+ * 49152–65535. A port in there can be taken by any `connect()` between a claim and the
+ * owner's bind.
+ */
+export function readEphemeralRange(sources: EphemeralRangeSources = systemSources): PortRange {
+  try {
+    if (sources.platform === 'linux') {
+      return toRange(sources.readFile('/proc/sys/net/ipv4/ip_local_port_range')) ?? IANA_EPHEMERAL_RANGE;
+    }
+    if (sources.platform === 'darwin' || sources.platform === 'freebsd') {
+      return toRange(sources.sysctl(['net.inet.ip.portrange.first', 'net.inet.ip.portrange.last'])) ?? IANA_EPHEMERAL_RANGE;
+    }
+  } catch {
+    // No /proc (some containers), no sysctl on PATH: the IANA range is the documented default.
+  }
+  return IANA_EPHEMERAL_RANGE;
+}
+
+let cachedEphemeralRange: PortRange | undefined;
+
+/** {@link readEphemeralRange} for this machine, read once per process (macOS spawns `sysctl`). */
+export function systemEphemeralRange(): PortRange {
+  cachedEphemeralRange ??= readEphemeralRange();
+  return cachedEphemeralRange;
+}
+
+/** Sorts ranges and merges those that overlap or touch. */
+export function mergeRanges(ranges: readonly PortRange[]): PortRange[] {
+  const sorted = [...ranges].sort((a, b) => a[0] - b[0]);
+  const merged: Array<[number, number]> = [];
+  for (const [first, last] of sorted) {
+    const previous = merged[merged.length - 1];
+    if (previous !== undefined && first <= previous[1] + 1) previous[1] = Math.max(previous[1], last);
+    else merged.push([first, last]);
+  }
+  return merged;
+}
+
+/** Formats ranges for messages: `6000, 6665-6669`. */
+export function formatRanges(ranges: readonly PortRange[]): string {
+  return ranges.map(([first, last]) => (first === last ? `${first}` : `${first}-${last}`)).join(', ');
+}
+
+/** What a claim skips before probing anything, and why. */
+export interface SkipRules {
+  /** The ephemeral range, when it is skipped. */
+  ephemeral: PortRange | undefined;
+  /** Whether the browsers' unsafe ports are skipped. */
+  unsafe: boolean;
+  /** The caller's exclusions, merged and sorted. */
+  exclude: readonly PortRange[];
+}
+
+/**
+ * Ports a search must pass over, as a bitmap: one byte per port, so the search (which may
+ * step over the whole ephemeral range port by port) pays an array load per port, never a
+ * hash lookup. Built once per claim, before the lock is taken.
+ */
+export class BlockedPorts {
+  private readonly blocked = new Uint8Array(65536);
+
+  constructor(readonly rules: SkipRules) {
+    if (rules.ephemeral !== undefined) this.blockRange(rules.ephemeral);
+    if (rules.unsafe) for (const port of UNSAFE_PORTS) this.blocked[port] = 1;
+    for (const range of rules.exclude) this.blockRange(range);
+  }
+
+  /** Whether the rules skip `port`. */
+  has(port: number): boolean {
+    return this.blocked[port] === 1;
+  }
+
+  /** The rules that matter from `base` up, for an exhausted-search message: `ephemeral ports 32768-60999, ...`. */
+  describe(base: number): string[] {
+    const parts: string[] = [];
+    const { ephemeral, unsafe, exclude } = this.rules;
+    if (ephemeral !== undefined && ephemeral[1] >= base) parts.push(`ephemeral ports ${formatRanges([ephemeral])}`);
+    const unsafeAbove = UNSAFE_PORTS.filter((port) => port >= base);
+    if (unsafe && unsafeAbove.length > 0) parts.push(`browser-unsafe ports ${formatRanges(mergeRanges(unsafeAbove.map((port) => [port, port])))}`);
+    const excluded = exclude.filter(([, last]) => last >= base);
+    if (excluded.length > 0) parts.push(`excluded ports ${formatRanges(excluded)}`);
+    return parts;
+  }
+
+  private blockRange([first, last]: PortRange): void {
+    this.blocked.fill(1, first, last + 1);
+  }
+}

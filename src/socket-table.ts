@@ -1,0 +1,154 @@
+import { closeSync, openSync, readFileSync, readSync } from 'node:fs';
+
+/** Where {@link SocketTable} reads from; a seam for tests and for platforms without `/proc/net`. */
+export interface SocketTableSource {
+  /**
+   * A cheap summary that changes whenever a TCP connection is opened (and, best effort, when
+   * sockets come or go), or `undefined` where no socket table is available.
+   */
+  signal(): string | undefined;
+  /** The full tables (Linux: `/proc/net/tcp` and `/proc/net/tcp6`). */
+  tables(): string[];
+}
+
+const signalBuffer = Buffer.alloc(16 * 1024);
+
+// The counter files are small, so a raw read into a reused buffer is enough and keeps
+// the check at tens of microseconds.
+function readSmall(path: string): string {
+  const fd = openSync(path, 'r');
+  try {
+    return signalBuffer.toString('latin1', 0, readSync(fd, signalBuffer, 0, signalBuffer.length, null));
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** `ActiveOpens/PassiveOpens` from the two `Tcp:` lines (names, then values) of `/proc/net/snmp`. */
+function openCounters(snmp: string): string | undefined {
+  const lines = snmp.split('\n').filter((line) => line.startsWith('Tcp:'));
+  const names = lines[0]?.split(' ');
+  const values = lines[1]?.split(' ');
+  if (names === undefined || values === undefined) return undefined;
+  const active = values[names.indexOf('ActiveOpens')];
+  const passive = values[names.indexOf('PassiveOpens')];
+  return active === undefined || passive === undefined ? undefined : `${active}/${passive}`;
+}
+
+/** The `TCP:` line of `/proc/net/sockstat` without its `mem` field (it moves with traffic, not with sockets). */
+function socketCounters(sockstat: string): string {
+  const start = sockstat.indexOf('TCP:');
+  if (start === -1) return '';
+  const end = sockstat.indexOf('\n', start);
+  return sockstat.slice(start, end === -1 ? undefined : end).replace(/ mem \d+/, '');
+}
+
+/**
+ * Linux's `/proc/net`; where it is missing, `signal()` is `undefined` and the bind probe
+ * works alone. The signal holds the TCP open counters of `/proc/net/snmp`, which count
+ * both families and only ever grow: every socket that is not a listener (ESTABLISHED,
+ * TIME_WAIT, ...) began as an active or passive open, so while they stand still no port
+ * can have gained such a socket since the table was read. The `sockstat` counts (sockets
+ * in use, in TIME_WAIT, allocated) are added so that sockets going away (TIME_WAITs
+ * expiring) refresh the table sooner than its maximum age.
+ */
+export const procNetSource: SocketTableSource = {
+  signal() {
+    if (process.platform !== 'linux') return undefined;
+    try {
+      const opens = openCounters(readSmall('/proc/net/snmp'));
+      return opens === undefined ? undefined : `${opens}|${socketCounters(readSmall('/proc/net/sockstat'))}`;
+    } catch {
+      return undefined;
+    }
+  },
+  tables() {
+    const tables: string[] = [];
+    for (const path of ['/proc/net/tcp', '/proc/net/tcp6']) {
+      try {
+        tables.push(readFileSync(path, 'latin1'));
+      } catch {
+        // tcp6 is missing without IPv6; a missing table has no sockets to report.
+      }
+    }
+    return tables;
+  },
+};
+
+// TCP_LISTEN in the kernel's state numbering, as /proc/net/tcp prints it.
+const LISTEN_STATE = '0A';
+
+/**
+ * Marks the local port of every socket row of a `/proc/net/tcp{,6}` table in `ports`,
+ * except listeners. Every other state counts (ESTABLISHED, TIME_WAIT, CLOSE_WAIT, ...): a
+ * program that binds without `SO_REUSEADDR` fails on a port any of them holds, while Node's
+ * probe binds it. Listeners are left to the bind probe, which always sees them: a cached
+ * row of a listener closed since would only keep its port from being handed out.
+ */
+export function markLocalPorts(table: string, ports: Uint8Array): void {
+  // Rows look like "  12: 0100007F:1F90 00000000:0000 0A ..."; the port is the hex after the
+  // second ':' of the row, the state the two hex digits after the remote address.
+  let lineStart = table.indexOf('\n') + 1;
+  while (lineStart > 0 && lineStart < table.length) {
+    const lineEnd = table.indexOf('\n', lineStart);
+    const colon = table.indexOf(':', table.indexOf(':', lineStart) + 1);
+    if (colon === -1 || (lineEnd !== -1 && colon > lineEnd)) break;
+    const remoteEnd = table.indexOf(' ', table.indexOf(':', colon + 1));
+    const state = table.slice(remoteEnd + 1, remoteEnd + 3);
+    const port = Number.parseInt(table.slice(colon + 1, colon + 5), 16);
+    if (state !== LISTEN_STATE && port > 0 && port < 65536) ports[port] = 1;
+    lineStart = lineEnd + 1;
+  }
+}
+
+/** Options of a {@link SocketTable}. */
+export interface SocketTableOptions {
+  source?: SocketTableSource;
+  /** Re-read the tables after this long even when the signal did not move. */
+  maxAgeMs?: number;
+  now?: () => number;
+}
+
+/**
+ * The local ports of every non-listening TCP socket on this machine, cached. Reading
+ * `/proc/net/tcp{,6}` makes the kernel walk its whole connection hash table (milliseconds, however few sockets
+ * there are), so the parsed table is reused while the cheap signal stays the same (see
+ * {@link procNetSource}), and re-read at the latest once it is `maxAgeMs` old, so that ports
+ * whose sockets are gone are not skipped for long.
+ */
+export class SocketTable {
+  private readonly source: SocketTableSource;
+  private readonly maxAgeMs: number;
+  private readonly now: () => number;
+  private cached: { signal: string; at: number; ports: Uint8Array } | undefined;
+  /** How many times the full tables were read (for tests and benchmarks). */
+  reads = 0;
+
+  constructor(options: SocketTableOptions = {}) {
+    this.source = options.source ?? procNetSource;
+    this.maxAgeMs = options.maxAgeMs ?? DEFAULT_SOCKET_TABLE_MAX_AGE_MS;
+    this.now = options.now ?? Date.now;
+  }
+
+  /**
+   * One byte per port, 1 where some local non-listening TCP socket uses it; `undefined`
+   * where this platform has no socket table. The array is shared: do not modify it.
+   */
+  portsInUse(): Uint8Array | undefined {
+    const signal = this.source.signal();
+    if (signal === undefined) return undefined;
+    const now = this.now();
+    if (this.cached !== undefined && this.cached.signal === signal && now - this.cached.at < this.maxAgeMs) return this.cached.ports;
+    const ports = new Uint8Array(65536);
+    for (const table of this.source.tables()) markLocalPorts(table, ports);
+    this.reads++;
+    this.cached = { signal, at: now, ports };
+    return ports;
+  }
+}
+
+/** How long a socket table snapshot is reused while the signal stays the same. */
+export const DEFAULT_SOCKET_TABLE_MAX_AGE_MS = 1000;
+
+/** The process-wide table: every allocator in a process sees the same kernel. */
+export const systemSocketTable = new SocketTable();
