@@ -12,7 +12,7 @@ import {
 } from './options.js';
 import { BlockedPorts, systemEphemeralRange } from './port-ranges.js';
 import { findBusyPorts } from './probe.js';
-import { systemSocketTable } from './socket-table.js';
+import { SocketTable } from './socket-table.js';
 import { type ClaimRecord, ownerFields, type StateData, StateStore } from './state.js';
 import { prepareStateDir, statePaths, type StatePaths } from './state-dir.js';
 
@@ -137,6 +137,7 @@ export class PortAllocator {
   private readonly paths: StatePaths;
   private readonly lock: StateLock;
   private readonly store: StateStore;
+  private readonly socketTable: SocketTable;
   private prepared = false;
 
   /** @throws {TypeError | RangeError} when an option is invalid. */
@@ -145,6 +146,10 @@ export class PortAllocator {
     this.paths = statePaths(this.options.stateDir);
     this.lock = new StateLock(this.paths.stateFile, { timeoutMs: this.options.lockTimeoutMs, staleMs: this.options.staleMs });
     this.store = new StateStore(this.paths.stateFile, this.options.sharedStateDir);
+    this.socketTable = new SocketTable({
+      cacheFile: this.paths.socketCacheFile,
+      cacheFileMode: this.options.sharedStateDir ? 0o660 : 0o600,
+    });
   }
 
   /** Absolute path of this host's state file. */
@@ -303,7 +308,7 @@ export class PortAllocator {
       exclude: request.exclude,
     });
     // The TCP table says nothing about UDP, whose probe has no SO_REUSEADDR blind spot anyway.
-    const inUse = this.options.socketTable && request.protocol !== 'udp' ? systemSocketTable.portsInUse() : undefined;
+    const inUse = this.options.socketTable && request.protocol !== 'udp' ? this.socketTable.portsInUse() : undefined;
     return { rules, inUse };
   }
 

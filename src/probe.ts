@@ -68,6 +68,9 @@ function bindUdp(port: number, address: string, ipv6Only: boolean): Promise<Bind
  * IPv6 socket holds the port, so where dual-stack works that one extra bind sees them all.
  */
 export function probeAddresses(address: string, stack: AddressStack): ProbeAddress[] {
+  // The dual-stack wildcard covers the IPv4 wildcard too (a listener that would stop a bind
+  // on 0.0.0.0 stops it as well), so the default host costs one bind per port, not two.
+  if (stack === 'dual' && address === '0.0.0.0') return [{ address: '::', ipv6Only: false, required: true }];
   const own: ProbeAddress = { address, ipv6Only: false, required: true };
   const wildcards: ProbeAddress[] =
     stack === 'dual'

@@ -1,4 +1,4 @@
-import { closeSync, openSync, readFileSync, readSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, readSync, renameSync, writeFileSync } from 'node:fs';
 
 /** Where {@link SocketTable} reads from; a seam for tests and for platforms without `/proc/net`. */
 export interface SocketTableSource {
@@ -35,29 +35,21 @@ function openCounters(snmp: string): string | undefined {
   return active === undefined || passive === undefined ? undefined : `${active}/${passive}`;
 }
 
-/** The `TCP:` line of `/proc/net/sockstat` without its `mem` field (it moves with traffic, not with sockets). */
-function socketCounters(sockstat: string): string {
-  const start = sockstat.indexOf('TCP:');
-  if (start === -1) return '';
-  const end = sockstat.indexOf('\n', start);
-  return sockstat.slice(start, end === -1 ? undefined : end).replace(/ mem \d+/, '');
-}
-
 /**
  * Linux's `/proc/net`; where it is missing, `signal()` is `undefined` and the bind probe
- * works alone. The signal holds the TCP open counters of `/proc/net/snmp`, which count
- * both families and only ever grow: every socket that is not a listener (ESTABLISHED,
- * TIME_WAIT, ...) began as an active or passive open, so while they stand still no port
- * can have gained such a socket since the table was read. The `sockstat` counts (sockets
- * in use, in TIME_WAIT, allocated) are added so that sockets going away (TIME_WAITs
- * expiring) refresh the table sooner than its maximum age.
+ * works alone. The signal is the TCP open counters of `/proc/net/snmp`, which count both
+ * families and only ever grow: every socket the table lists other than a listener
+ * (ESTABLISHED, TIME_WAIT, ...) began as an active or passive open, so while they stand
+ * still no port can have gained such a socket since the table was read. Sockets that went
+ * away since only leave ports marked a little longer (until the maximum age), which is
+ * safe. Socket counts (`/proc/net/sockstat`) are deliberately left out: every bind probe of
+ * every process moves them, which would defeat the cache exactly when many processes claim.
  */
 export const procNetSource: SocketTableSource = {
   signal() {
     if (process.platform !== 'linux') return undefined;
     try {
-      const opens = openCounters(readSmall('/proc/net/snmp'));
-      return opens === undefined ? undefined : `${opens}|${socketCounters(readSmall('/proc/net/sockstat'))}`;
+      return openCounters(readSmall('/proc/net/snmp'));
     } catch {
       return undefined;
     }
@@ -107,6 +99,32 @@ export interface SocketTableOptions {
   /** Re-read the tables after this long even when the signal did not move. */
   maxAgeMs?: number;
   now?: () => number;
+  /**
+   * A file through which processes share the parsed table (in the state directory): a
+   * fresh process whose signal matches reads a few bytes instead of making the kernel walk
+   * its connection table (~11 ms here), which matters when many processes start at once.
+   */
+  cacheFile?: string | undefined;
+  /** Mode of the cache file. */
+  cacheFileMode?: number;
+}
+
+interface SharedSnapshot {
+  signal: string;
+  at: number;
+  ports: number[];
+}
+
+function isSharedSnapshot(value: unknown): value is SharedSnapshot {
+  const snapshot = value as Partial<SharedSnapshot> | null;
+  return (
+    typeof snapshot === 'object' &&
+    snapshot !== null &&
+    typeof snapshot.signal === 'string' &&
+    typeof snapshot.at === 'number' &&
+    Array.isArray(snapshot.ports) &&
+    snapshot.ports.every((port) => Number.isInteger(port) && port > 0 && port < 65536)
+  );
 }
 
 /**
@@ -120,6 +138,8 @@ export class SocketTable {
   private readonly source: SocketTableSource;
   private readonly maxAgeMs: number;
   private readonly now: () => number;
+  private readonly cacheFile: string | undefined;
+  private readonly cacheFileMode: number;
   private cached: { signal: string; at: number; ports: Uint8Array } | undefined;
   /** How many times the full tables were read (for tests and benchmarks). */
   reads = 0;
@@ -128,6 +148,8 @@ export class SocketTable {
     this.source = options.source ?? procNetSource;
     this.maxAgeMs = options.maxAgeMs ?? DEFAULT_SOCKET_TABLE_MAX_AGE_MS;
     this.now = options.now ?? Date.now;
+    this.cacheFile = options.cacheFile;
+    this.cacheFileMode = options.cacheFileMode ?? 0o600;
   }
 
   /**
@@ -139,16 +161,45 @@ export class SocketTable {
     if (signal === undefined) return undefined;
     const now = this.now();
     if (this.cached !== undefined && this.cached.signal === signal && now - this.cached.at < this.maxAgeMs) return this.cached.ports;
+    const shared = this.readShared(signal, now);
+    if (shared !== undefined) return shared;
     const ports = new Uint8Array(65536);
     for (const table of this.source.tables()) markLocalPorts(table, ports);
     this.reads++;
     this.cached = { signal, at: now, ports };
+    this.writeShared(this.cached);
     return ports;
+  }
+
+  private readShared(signal: string, now: number): Uint8Array | undefined {
+    if (this.cacheFile === undefined) return undefined;
+    let snapshot: unknown;
+    try {
+      snapshot = JSON.parse(readFileSync(this.cacheFile, 'utf8'));
+    } catch {
+      return undefined;
+    }
+    if (!isSharedSnapshot(snapshot) || snapshot.signal !== signal || now - snapshot.at >= this.maxAgeMs || snapshot.at > now) return undefined;
+    const ports = new Uint8Array(65536);
+    for (const port of snapshot.ports) ports[port] = 1;
+    this.cached = { signal, at: snapshot.at, ports };
+    return ports;
+  }
+
+  private writeShared(cached: { signal: string; at: number; ports: Uint8Array }): void {
+    if (this.cacheFile === undefined) return;
+    const ports: number[] = [];
+    for (let port = 1; port < 65536; port++) if (cached.ports[port] === 1) ports.push(port);
+    const temporaryPath = `${this.cacheFile}.tmp-${process.pid}`;
+    try {
+      writeFileSync(temporaryPath, JSON.stringify({ signal: cached.signal, at: cached.at, ports }), { mode: this.cacheFileMode });
+      renameSync(temporaryPath, this.cacheFile);
+    } catch {
+      // Only an optimization: the next process reads the tables itself.
+    }
   }
 }
 
 /** How long a socket table snapshot is reused while the signal stays the same. */
 export const DEFAULT_SOCKET_TABLE_MAX_AGE_MS = 1000;
 
-/** The process-wide table: every allocator in a process sees the same kernel. */
-export const systemSocketTable = new SocketTable();

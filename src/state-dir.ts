@@ -9,6 +9,8 @@ export interface StatePaths {
   dir: string;
   /** The state file (JSON lines) of claims for this host. */
   stateFile: string;
+  /** The socket table this host's processes share (see socket-table.ts). */
+  socketCacheFile: string;
 }
 
 /** Paths of the state of `host` (default: this machine) inside `dir`. */
@@ -16,7 +18,11 @@ export function statePaths(dir: string, host: string = hostname()): StatePaths {
   // One file per host, so a directory shared over NFS never mixes two machines' ports.
   const safeHost = host.replace(/[^\w.-]/g, '_').slice(0, 64) || 'localhost';
   const absoluteDir = resolve(dir);
-  return { dir: absoluteDir, stateFile: join(absoluteDir, `claims-${safeHost}.jsonl`) };
+  return {
+    dir: absoluteDir,
+    stateFile: join(absoluteDir, `claims-${safeHost}.jsonl`),
+    socketCacheFile: join(absoluteDir, `sockets-${safeHost}.json`),
+  };
 }
 
 const GROUP_OR_OTHER_WRITE = 0o022;

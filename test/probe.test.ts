@@ -71,6 +71,8 @@ describe('probe addresses', () => {
       { address: '::', ipv6Only: false, required: false },
     ]);
     expect(probeAddresses('::', 'dual')).toEqual([{ address: '::', ipv6Only: false, required: true }]);
+    // The IPv4 wildcard is covered by the dual-stack one: one bind instead of two.
+    expect(probeAddresses('0.0.0.0', 'dual')).toEqual([{ address: '::', ipv6Only: false, required: true }]);
   });
 
   it('falls back to each family’s wildcard without dual-stack, and to IPv4 alone without IPv6', () => {

@@ -94,7 +94,7 @@ describe('SocketTable cache', () => {
 
   it.skipIf(!linux)('sees a new connection on the real machine through the signal alone', async () => {
     const before = procNetSource.signal();
-    expect(before).toMatch(/^\d+\/\d+\|TCP: inuse \d+/);
+    expect(before).toMatch(/^\d+\/\d+$/);
     const server = await listen(0);
     const { port } = server.address() as { port: number };
     const { connect } = await import('node:net');
