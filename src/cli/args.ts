@@ -1,4 +1,6 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import type { ClaimOptions, Protocol } from '../options.js';
+import type { PortExclusion } from '../port-ranges.js';
 
 // @types/node does not export the options map's own name.
 type ParseArgsOptionsConfig = NonNullable<ParseArgsConfig['options']>;
@@ -25,6 +27,10 @@ export const CLAIM_SHAPE_OPTIONS = {
   base: { type: 'string' },
   host: { type: 'string' },
   label: { type: 'string' },
+  protocol: { type: 'string' },
+  exclude: { type: 'string' },
+  'allow-ephemeral': { type: 'boolean' },
+  'allow-unsafe': { type: 'boolean' },
 } as const satisfies ParseArgsOptionsConfig;
 
 /** The values of parsed options: booleans for flags, strings otherwise, absent when not given. */
@@ -94,4 +100,35 @@ export function noPositionals(command: string, positionals: readonly string[]): 
   if (positionals.length > 0) {
     throw new UsageError(`Unexpected argument ${JSON.stringify(positionals[0])}. See 'portlease ${command} --help'.`);
   }
+}
+
+const PROTOCOLS: readonly string[] = ['tcp', 'udp', 'both'] satisfies Protocol[];
+
+/** `--exclude 5432,6379-6380` as the library's exclusions; range checks are the library's. */
+export function parseExclusions(value: string | undefined): PortExclusion[] | undefined {
+  if (value === undefined) return undefined;
+  return value.split(',').map((item) => {
+    const match = /^\s*(\d{1,5})(?:\s*-\s*(\d{1,5}))?\s*$/.exec(item);
+    if (match === null) {
+      throw new UsageError(`Expected --exclude to be ports and ranges such as 5432,6379-6380, got ${JSON.stringify(value)}. See 'portlease --help'.`);
+    }
+    return match[2] === undefined ? Number(match[1]) : ([Number(match[1]), Number(match[2])] as const);
+  });
+}
+
+/** The claim options shared by `claim` and `exec`, from their parsed flags (unchecked: the library checks). */
+export function claimShape(values: OptionValues<typeof CLAIM_SHAPE_OPTIONS>): ClaimOptions {
+  if (values.protocol !== undefined && !PROTOCOLS.includes(values.protocol)) {
+    throw new UsageError(`Expected --protocol to be tcp, udp or both, got ${JSON.stringify(values.protocol)}. See 'portlease --help'.`);
+  }
+  return {
+    count: parseWholeNumber('count', values.count),
+    base: parseWholeNumber('base', values.base),
+    host: values.host,
+    label: values.label,
+    protocol: values.protocol as Protocol | undefined,
+    exclude: parseExclusions(values.exclude),
+    allowEphemeralPorts: values['allow-ephemeral'],
+    allowUnsafePorts: values['allow-unsafe'],
+  };
 }

@@ -1,5 +1,5 @@
 import { resolveClaimOptions } from '../options.js';
-import { asUsage, CLAIM_SHAPE_OPTIONS, COMMON_OPTIONS, noPositionals, parseCommandLine, parseWholeNumber, UsageError } from './args.js';
+import { asUsage, CLAIM_SHAPE_OPTIONS, claimShape, COMMON_OPTIONS, noPositionals, parseCommandLine, parseWholeNumber, UsageError } from './args.js';
 import { parseDuration } from './duration.js';
 import { HELP } from './help.js';
 import { openAllocator } from './open-allocator.js';
@@ -26,10 +26,7 @@ export async function runClaim(args: string[]): Promise<number> {
   const ttlMs = values.ttl === undefined ? undefined : asUsage('claim', () => parseDuration(values.ttl!, '--ttl'));
   const request = asUsage('claim', () =>
     resolveClaimOptions({
-      count: parseWholeNumber('count', values.count),
-      base: parseWholeNumber('base', values.base),
-      host: values.host,
-      label: values.label,
+      ...claimShape(values),
       pid: parseWholeNumber('pid', values.pid) ?? defaultOwner(),
       ttlMs,
     }),

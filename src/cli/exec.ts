@@ -3,7 +3,7 @@ import { constants } from 'node:os';
 import type { Writable } from 'node:stream';
 import type { Lease } from '../allocator.js';
 import { resolveClaimOptions } from '../options.js';
-import { asUsage, CLAIM_SHAPE_OPTIONS, COMMON_OPTIONS, parseCommandLine, parseWholeNumber, UsageError } from './args.js';
+import { asUsage, CLAIM_SHAPE_OPTIONS, claimShape, COMMON_OPTIONS, parseCommandLine, UsageError } from './args.js';
 import { HELP } from './help.js';
 import { openAllocator } from './open-allocator.js';
 
@@ -80,10 +80,7 @@ export async function runExec(args: string[]): Promise<number> {
   // Checked before anything is spawned, so that bad usage runs nothing and changes nothing.
   const request = asUsage('exec', () =>
     resolveClaimOptions({
-      count: parseWholeNumber('count', values.count),
-      base: parseWholeNumber('base', values.base),
-      host: values.host,
-      label: values.label,
+      ...claimShape(values),
     }),
   );
   const allocator = openAllocator('exec', values['state-dir']);

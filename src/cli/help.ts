@@ -11,6 +11,11 @@ const EXIT_CODES_TEXT = `Exit codes:
 const COMMON_TEXT = `  --state-dir DIR  state directory (default: $PORTLEASE_STATE_DIR, else a per-user temp dir)
   -h, --help       show this help`;
 
+const PROBE_TEXT = `  --protocol P     tcp (default), udp, or both: the port spaces the ports must be free in
+  --exclude LIST   ports and ranges never to hand out, e.g. 5432,6379-6380
+  --allow-ephemeral  also hand out ports of the kernel's ephemeral range
+  --allow-unsafe   also hand out ports browsers refuse (6000, 6665-6669, 10080, ...)`;
+
 const OWNER_TEXT = `The claim belongs to the process that ran portlease: the parent, walking up past
 wrappers that exit right after it (npm exec / npx and their 'sh -c', forked
 subshells such as the one of $(portlease claim | ...)). In a script, that is the
@@ -36,7 +41,8 @@ Options:
 
 ${EXIT_CODES_TEXT}`,
 
-  claim: `Usage: portlease claim [--count N] [--base B] [--host H] [--label L] [--pid PID | --ttl DURATION] [--json]
+  claim: `Usage: portlease claim [--count N] [--base B] [--host H] [--label L] [--pid PID | --ttl DURATION]
+                       [--protocol P] [--exclude LIST] [--allow-ephemeral] [--allow-unsafe] [--json]
 
 Claims N consecutive free ports and prints them on stdout, space-separated.
 
@@ -46,6 +52,7 @@ Claims N consecutive free ports and prints them on stdout, space-separated.
   --label L        free text shown by 'portlease list'
   --pid PID        the claim lives as long as process PID
   --ttl DURATION   the claim expires after DURATION (90s, 30m, 2h, 1h30m), whoever is alive
+${PROBE_TEXT}
   --json           print {"ports":[...],"host":...,"pid":...,"label":...,"expiresAt":...}
 ${COMMON_TEXT}
 
@@ -92,7 +99,8 @@ ${COMMON_TEXT}
 
 ${EXIT_CODES_TEXT}`,
 
-  exec: `Usage: portlease exec [--count N] [--base B] [--host H] [--label L] [--prefix P] -- COMMAND [ARG ...]
+  exec: `Usage: portlease exec [--count N] [--base B] [--host H] [--label L] [--protocol P] [--exclude LIST]
+                      [--allow-ephemeral] [--allow-unsafe] [--prefix P] -- COMMAND [ARG ...]
 
 Claims ports, runs COMMAND with them in its environment, and releases them when it
 exits. COMMAND runs directly, not through a shell: its arguments pass untouched.
@@ -104,6 +112,7 @@ even if portlease itself is killed. SIGINT, SIGTERM and SIGHUP are forwarded to 
   --base B        lowest port to consider (default 8090)
   --host H        address the ports must be free on (default 0.0.0.0)
   --label L       free text shown by 'portlease list'
+${PROBE_TEXT}
   --prefix P      put P in front of the variable names: --prefix DB_ gives DB_PORT,
                   DB_PORTS, DB_PORT_0, ...
 ${COMMON_TEXT}

@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { canBind, freeRunBase, listen, close, makeStateDir } from '../helpers.js';
 import { finished, isRunning, listClaims, runCli, waitFor } from './run-cli.js';
@@ -21,6 +22,19 @@ describe('portlease claim', () => {
     const claims = await listClaims(stateDir);
     // The CLI has exited; its parent (this test process) owns the claim.
     expect(claims).toMatchObject([{ ports, host: '127.0.0.1', pid: process.pid, status: 'live', live: true, label: 'e2e', expiresAt: null }]);
+  });
+
+  it.skipIf(process.platform !== 'linux')('passes the probe options on: --exclude, --protocol, --allow-ephemeral', async () => {
+    const base = await freeRunBase(6);
+    const excluded = await runCli(['claim', '--count', '2', '--base', String(base), '--exclude', `${base}-${base + 2},${base + 4}`, '--state-dir', stateDir]);
+    expect(excluded.stdout).toBe(`${base + 5} ${base + 6}\n`);
+    const udp = await runCli(['claim', '--base', String(base), '--protocol', 'both', '--exclude', `${base}-${base + 10}`, '--state-dir', stateDir]);
+    expect(udp.code).toBe(0);
+    const [first, last] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
+    const inside = await runCli(['claim', '--base', String(first! + 100), '--allow-ephemeral', '--state-dir', stateDir]);
+    expect(Number(inside.stdout)).toBeLessThanOrEqual(last!);
+    const skipped = await runCli(['claim', '--base', String(first! + 100), '--state-dir', stateDir]);
+    expect(Number(skipped.stdout)).toBeGreaterThan(last!);
   });
 
   it('prints one JSON object with --json, and nothing else', async () => {

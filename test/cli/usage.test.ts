@@ -33,6 +33,10 @@ describe('bad usage', () => {
     ['exec with a bad --prefix', ['exec', '--prefix', 'A-B', '--', 'true'], /--prefix to be the start of an environment variable name/],
     ['exec with --ttl', ['exec', '--ttl', '1m', '--', 'true'], /Unknown option '--ttl'/],
     ['an unknown command', ['claims'], /Unknown command "claims"/],
+    ['--protocol sctp', ['claim', '--protocol', 'sctp'], /--protocol to be tcp, udp or both, got "sctp"/],
+    ['--exclude with a word in it', ['claim', '--exclude', '5432,redis'], /--exclude to be ports and ranges such as 5432,6379-6380/],
+    ['--exclude with a reversed range', ['claim', '--exclude', '9-3'], /`exclude`.*first <= last, got \[9, 3\]/],
+    ['exec with a bad --protocol', ['exec', '--protocol', 'x', '--', 'true'], /--protocol to be tcp, udp or both/],
   ];
 
   for (const [what, args, message] of cases) {
