@@ -175,16 +175,15 @@ export class PortAllocator {
     if (ownerStartTime === null) throw new OwnerNotAliveError(request.pid);
     this.prepare();
     if (request.pid === process.pid && request.ttlMs === undefined) this.installExitRelease();
-    // Worked out before the lock is taken: the search under it only reads two bitmaps.
-    const skip = this.skipFor(request);
-
     const busy = new Set<number>();
     let tentative: ClaimRecord | undefined;
     // Each round either succeeds or marks at least one more port busy, so it ends.
     for (;;) {
       const previous = tentative;
       try {
-        tentative = await this.transaction((state) => this.recordClaim(state, request, ownerStartTime, busy, previous, skip));
+        // The socket table is consulted under the lock: when many processes start at once, the
+        // first one reads the kernel's table and the others find its copy in the state directory.
+        tentative = await this.transaction((state) => this.recordClaim(state, request, ownerStartTime, busy, previous, this.skipFor(request)));
       } catch (error) {
         if (previous !== undefined && tentative === previous) await this.dropClaim(previous.id);
         throw error;
@@ -237,7 +236,8 @@ export class PortAllocator {
 
   /**
    * The claims in the state file, sorted by first port. By default only live ones.
-   * Reads without taking the lock (the file is always replaced whole).
+   * Reads without taking the lock: every change is one whole line, so a reader sees each
+   * change entirely or not yet.
    */
   async list(options: ListOptions = {}): Promise<ClaimInfo[]> {
     this.prepare();

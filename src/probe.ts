@@ -1,5 +1,3 @@
-import { createSocket } from 'node:dgram';
-import { lookup } from 'node:dns/promises';
 import { createServer, isIP } from 'node:net';
 import { HostUnavailableError } from './errors.js';
 import type { Protocol } from './options.js';
@@ -31,6 +29,17 @@ function classify(error: NodeJS.ErrnoException): BindOutcome {
   return error.code !== undefined && ABSENT_ERRORS.has(error.code) ? { kind: 'absent', error } : { kind: 'busy' };
 }
 
+/**
+ * Listen options for one probe bind. The dual-stack wildcard is asked for without a host:
+ * libuv then binds `::` with IPV6_V6ONLY off (falling back to `0.0.0.0` without IPv6),
+ * while any host makes Node load its DNS module first (~10 ms of a cold start, even for an
+ * IP literal).
+ */
+function listenOptions(port: number, address: string, ipv6Only: boolean): { port: number; host?: string; ipv6Only: boolean; exclusive: true } {
+  // exclusive: never share a handle with a cluster primary, which would hide a conflict.
+  return address === '::' && !ipv6Only ? { port, ipv6Only, exclusive: true } : { port, host: address, ipv6Only, exclusive: true };
+}
+
 function bindTcp(port: number, address: string, ipv6Only: boolean): Promise<BindOutcome> {
   return new Promise((resolve) => {
     const server = createServer();
@@ -39,14 +48,15 @@ function bindTcp(port: number, address: string, ipv6Only: boolean): Promise<Bind
       server.close();
       resolve(classify(error));
     });
-    // exclusive: never share a handle with a cluster primary, which would hide a conflict.
-    server.listen({ port, host: address, ipv6Only, exclusive: true }, () => {
+    server.listen(listenOptions(port, address, ipv6Only), () => {
       server.close(() => resolve({ kind: 'free' }));
     });
   });
 }
 
-function bindUdp(port: number, address: string, ipv6Only: boolean): Promise<BindOutcome> {
+async function bindUdp(port: number, address: string, ipv6Only: boolean): Promise<BindOutcome> {
+  // Loaded on demand: most claims are TCP only.
+  const { createSocket } = await import('node:dgram');
   return new Promise((resolve) => {
     const socket = createSocket({ type: isIP(address) === 6 ? 'udp6' : 'udp4', ipv6Only });
     socket.unref();
@@ -88,16 +98,24 @@ export function probeAddresses(address: string, stack: AddressStack): ProbeAddre
 
 let stackDetection: Promise<AddressStack> | undefined;
 
+// Where libuv's dual-stack sockets (IPV6_V6ONLY cleared) are known to work.
+const DUAL_STACK_PLATFORMS = new Set(['linux', 'darwin', 'win32']);
+
 async function detectStack(): Promise<AddressStack> {
   const server = createServer();
   server.unref();
+  // Without a host, libuv binds `::` (dual-stack) and falls back to `0.0.0.0` only without IPv6.
   const listened = await new Promise<BindOutcome>((resolve) => {
     server.once('error', (error: NodeJS.ErrnoException) => resolve(classify(error)));
-    server.listen({ port: 0, host: '::', ipv6Only: false, exclusive: true }, () => resolve({ kind: 'free' }));
+    server.listen({ port: 0, ipv6Only: false, exclusive: true }, () => resolve({ kind: 'free' }));
   });
-  if (listened.kind === 'absent') return 'ipv4-only';
-  if (listened.kind === 'busy') return 'separate';
+  if (listened.kind !== 'free' || (server.address() as { family: string }).family !== 'IPv6') {
+    server.close();
+    return 'ipv4-only';
+  }
   try {
+    // libuv clears IPV6_V6ONLY itself, so where dual-stack sockets exist, `::` covers IPv4.
+    if (DUAL_STACK_PLATFORMS.has(process.platform)) return 'dual';
     const { port } = server.address() as { port: number };
     // If `::` covers IPv4, the IPv4 wildcard on the same port is taken by it.
     const v4 = await bindTcp(port, '0.0.0.0', false);
@@ -116,6 +134,7 @@ export function addressStack(): Promise<AddressStack> {
 async function resolveAddress(host: string): Promise<string> {
   if (isIP(host) !== 0) return host;
   try {
+    const { lookup } = await import('node:dns/promises');
     return (await lookup(host)).address;
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;

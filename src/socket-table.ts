@@ -200,6 +200,9 @@ export class SocketTable {
   }
 }
 
-/** How long a socket table snapshot is reused while the signal stays the same. */
-export const DEFAULT_SOCKET_TABLE_MAX_AGE_MS = 1000;
+/**
+ * How long a socket table snapshot is reused while the signal stays the same. Only ports of
+ * sockets closed since stay skipped that long; most of them sit in TIME_WAIT for 60 s anyway.
+ */
+export const DEFAULT_SOCKET_TABLE_MAX_AGE_MS = 5000;
 
