@@ -86,13 +86,16 @@ function newClaimId(): string {
 /** Ports a search passes over before any probe; see `skipFor`. */
 interface SkipSet {
   rules: BlockedPorts;
-  /** One byte per port, 1 where a local TCP socket uses it; `undefined` without a socket table. */
-  inUse: Uint8Array | undefined;
+  /**
+   * One byte per port, 1 where a local TCP socket uses it; `undefined` without a socket
+   * table; `null` until the kernel's table has been read (under the lock).
+   */
+  inUse: Uint8Array | undefined | null;
 }
 
 function describeSkipped(skip: SkipSet, base: number): string[] {
   const parts = skip.rules.describe(base);
-  if (skip.inUse !== undefined) {
+  if (skip.inUse !== undefined && skip.inUse !== null) {
     let count = 0;
     for (let port = base; port <= 65535; port++) count += skip.inUse[port]!;
     if (count > 0) parts.push(`${count} port${count === 1 ? '' : 's'} used by local TCP sockets`);
@@ -175,15 +178,24 @@ export class PortAllocator {
     if (ownerStartTime === null) throw new OwnerNotAliveError(request.pid);
     this.prepare();
     if (request.pid === process.pid && request.ttlMs === undefined) this.installExitRelease();
+    // Everything that can be done before taking the lock is, so the lock is held briefly even
+    // by a fresh process whose code is still cold: the skip rules, the socket table if a copy
+    // is current, and a read of the state without the lock, which leaves the locked read only
+    // the lines appended since.
+    const skip = this.skipFor(request);
+    this.prefetchState();
     const busy = new Set<number>();
     let tentative: ClaimRecord | undefined;
     // Each round either succeeds or marks at least one more port busy, so it ends.
     for (;;) {
       const previous = tentative;
       try {
-        // The socket table is consulted under the lock: when many processes start at once, the
-        // first one reads the kernel's table and the others find its copy in the state directory.
-        tentative = await this.transaction((state) => this.recordClaim(state, request, ownerStartTime, busy, previous, this.skipFor(request)));
+        tentative = await this.transaction((state) => {
+          // Only a socket table that must be read from the kernel is read under the lock: when
+          // many processes start at once, the first reads it and the rest find its copy.
+          if (skip.inUse === null) skip.inUse = this.socketTable.portsInUse();
+          return this.recordClaim(state, request, ownerStartTime, busy, previous, skip);
+        });
       } catch (error) {
         if (previous !== undefined && tentative === previous) await this.dropClaim(previous.id);
         throw error;
@@ -310,9 +322,18 @@ export class PortAllocator {
       this.lastRules = { key: rulesKey, rules: new BlockedPorts({ ephemeral, unsafe: !request.allowUnsafePorts, exclude: request.exclude }) };
     }
     // The TCP table says nothing about UDP, whose probe has no SO_REUSEADDR blind spot anyway.
-    const inUse = this.options.socketTable && request.protocol !== 'udp' ? this.socketTable.portsInUse() : undefined;
+    const inUse = this.options.socketTable && request.protocol !== 'udp' ? this.socketTable.cachedPortsInUse() : undefined;
     return { rules: this.lastRules.rules, inUse };
   }
+
+  private prefetchState(): void {
+    try {
+      this.store.load(false);
+    } catch {
+      // The locked read reports it.
+    }
+  }
+
 
 
   /**

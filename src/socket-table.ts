@@ -157,18 +157,28 @@ export class SocketTable {
    * where this platform has no socket table. The array is shared: do not modify it.
    */
   portsInUse(): Uint8Array | undefined {
-    const signal = this.source.signal();
-    if (signal === undefined) return undefined;
+    const cached = this.cachedPortsInUse();
+    if (cached !== null) return cached;
+    const signal = this.source.signal()!;
     const now = this.now();
-    if (this.cached !== undefined && this.cached.signal === signal && now - this.cached.at < this.maxAgeMs) return this.cached.ports;
-    const shared = this.readShared(signal, now);
-    if (shared !== undefined) return shared;
     const ports = new Uint8Array(65536);
     for (const table of this.source.tables()) markLocalPorts(table, ports);
     this.reads++;
     this.cached = { signal, at: now, ports };
     this.writeShared(this.cached);
     return ports;
+  }
+
+  /**
+   * {@link portsInUse} if it can be answered from a copy (this process's or the shared
+   * file), else `null`: the kernel's tables must be read. Cheap; for use before taking a lock.
+   */
+  cachedPortsInUse(): Uint8Array | undefined | null {
+    const signal = this.source.signal();
+    if (signal === undefined) return undefined;
+    const now = this.now();
+    if (this.cached !== undefined && this.cached.signal === signal && now - this.cached.at < this.maxAgeMs) return this.cached.ports;
+    return this.readShared(signal, now) ?? null;
   }
 
   private readShared(signal: string, now: number): Uint8Array | undefined {
