@@ -327,6 +327,8 @@ export class PortAllocator {
   }
 
   private prefetchState(): void {
+    // Once this process holds a copy, the locked read only checks the file's size: nothing to gain.
+    if (this.store.hasSnapshot) return;
     try {
       this.store.load(false);
     } catch {

@@ -189,6 +189,11 @@ export class StateStore {
     this.shared = shared;
   }
 
+  /** Whether this process holds a copy of the file, so a load only reads what was appended since. */
+  get hasSnapshot(): boolean {
+    return this.snapshot !== undefined;
+  }
+
   /**
    * The current state. With `repair` (the lock held), a corrupt file is renamed aside
    * (kept for inspection), a warning is emitted once, and an empty state returned; without
