@@ -98,6 +98,12 @@ export interface SocketTableOptions {
   source?: SocketTableSource;
   /** Re-read the tables after this long even when the signal did not move. */
   maxAgeMs?: number;
+  /**
+   * Reuse a snapshot younger than this even when the signal moved: under constant connection
+   * churn (a busy CI machine) every claim would otherwise make the kernel walk its table
+   * (~30 ms here). Only sockets opened within this window before a claim can be missed.
+   */
+  minRefreshMs?: number;
   now?: () => number;
   /**
    * A file through which processes share the parsed table (in the state directory): a
@@ -137,6 +143,7 @@ function isSharedSnapshot(value: unknown): value is SharedSnapshot {
 export class SocketTable {
   private readonly source: SocketTableSource;
   private readonly maxAgeMs: number;
+  private readonly minRefreshMs: number;
   private readonly now: () => number;
   private readonly cacheFile: string | undefined;
   private readonly cacheFileMode: number;
@@ -147,6 +154,7 @@ export class SocketTable {
   constructor(options: SocketTableOptions = {}) {
     this.source = options.source ?? procNetSource;
     this.maxAgeMs = options.maxAgeMs ?? DEFAULT_SOCKET_TABLE_MAX_AGE_MS;
+    this.minRefreshMs = options.minRefreshMs ?? DEFAULT_SOCKET_TABLE_MIN_REFRESH_MS;
     this.now = options.now ?? Date.now;
     this.cacheFile = options.cacheFile;
     this.cacheFileMode = options.cacheFileMode ?? 0o600;
@@ -177,8 +185,13 @@ export class SocketTable {
     const signal = this.source.signal();
     if (signal === undefined) return undefined;
     const now = this.now();
-    if (this.cached !== undefined && this.cached.signal === signal && now - this.cached.at < this.maxAgeMs) return this.cached.ports;
+    if (this.cached !== undefined && this.isCurrent(this.cached, signal, now)) return this.cached.ports;
     return this.readShared(signal, now) ?? null;
+  }
+
+  private isCurrent(snapshot: { signal: string; at: number }, signal: string, now: number): boolean {
+    const age = now - snapshot.at;
+    return age < this.minRefreshMs || (snapshot.signal === signal && age < this.maxAgeMs);
   }
 
   private readShared(signal: string, now: number): Uint8Array | undefined {
@@ -189,7 +202,7 @@ export class SocketTable {
     } catch {
       return undefined;
     }
-    if (!isSharedSnapshot(snapshot) || snapshot.signal !== signal || now - snapshot.at >= this.maxAgeMs || snapshot.at > now) return undefined;
+    if (!isSharedSnapshot(snapshot) || snapshot.at > now || !this.isCurrent(snapshot, signal, now)) return undefined;
     const ports = new Uint8Array(65536);
     for (const port of snapshot.ports) ports[port] = 1;
     this.cached = { signal, at: snapshot.at, ports };
@@ -215,4 +228,7 @@ export class SocketTable {
  * sockets closed since stay skipped that long; most of them sit in TIME_WAIT for 60 s anyway.
  */
 export const DEFAULT_SOCKET_TABLE_MAX_AGE_MS = 5000;
+
+/** How long a snapshot is reused even though new connections were opened; see `minRefreshMs`. */
+export const DEFAULT_SOCKET_TABLE_MIN_REFRESH_MS = 250;
 

@@ -85,6 +85,20 @@ describe('SocketTable cache', () => {
     expect(source.reads).toBe(3);
   });
 
+  it('reuses a snapshot younger than minRefreshMs even when the signal moved (connection churn)', () => {
+    const source = fakeSource();
+    let now = 0;
+    const table = new SocketTable({ source, maxAgeMs: 5000, minRefreshMs: 250, now: () => now });
+    table.portsInUse();
+    source.value = 'b';
+    now = 249;
+    table.portsInUse();
+    expect(source.reads).toBe(1);
+    now = 250;
+    table.portsInUse();
+    expect(source.reads).toBe(2);
+  });
+
   it('reports no table where the platform has none', () => {
     const source = fakeSource();
     source.value = undefined;
