@@ -1,5 +1,5 @@
 import { claimPorts, findFreeRun, isClaimLive, memoizeOwnerCheck, removePorts } from './claims.js';
-import { OwnerNotAliveError, PortsExhaustedError } from './errors.js';
+import { OwnerNotAliveError, PortsExhaustedError, StateIoError } from './errors.js';
 import { currentBootId, currentStartTime, isOwnerAlive, readStartTime, type StartTime } from './liveness.js';
 import { type HeldLock, StateLock } from './lock.js';
 import {
@@ -72,6 +72,10 @@ export interface ListOptions {
 const MAX_TRANSACTION_ATTEMPTS = 3;
 
 class LockLostError extends Error {}
+
+function isMissingStateDir(error: unknown): boolean {
+  return error instanceof StateIoError && (error.cause as NodeJS.ErrnoException | undefined)?.code === 'ENOENT';
+}
 
 let claimCounter = 0;
 /**
@@ -347,7 +351,15 @@ export class PortAllocator {
       try {
         return await this.lock.runExclusive((held) => this.applyChange(held, change));
       } catch (error) {
-        if (!(error instanceof LockLostError) || attempt >= MAX_TRANSACTION_ATTEMPTS) throw error;
+        if (attempt >= MAX_TRANSACTION_ATTEMPTS) throw error;
+        if (isMissingStateDir(error)) {
+          // A temp cleaner (systemd-tmpfiles, tmpreaper) removed the directory under a
+          // long-running process: create it again rather than fail every claim from now on.
+          this.prepared = false;
+          this.prepare();
+        } else if (!(error instanceof LockLostError)) {
+          throw error;
+        }
       }
     }
   }

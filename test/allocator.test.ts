@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { rmSync } from 'node:fs';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { PortAllocator, isPortleaseError, PortsExhaustedError, OwnerNotAliveError, claimPorts, findSequentialPorts, release } from '../src/index.js';
 import type { ClaimRecord } from '../src/state.js';
@@ -99,6 +100,18 @@ function allocatorFor(dir: string): PortAllocator {
 }
 
 describe('claims within one process', () => {
+  it('recreates a state directory that a temp cleaner removed under a running process', async () => {
+    const base = await freeRunBase(2);
+    const first = await allocator.claim({ base });
+    rmSync(stateDir, { recursive: true, force: true });
+    const second = await allocator.claim({ base });
+    // The old claim went with the directory; the new one is recorded in a new state file.
+    expect(second.port).toBe(base);
+    expect(storedClaims().map((claim) => claim.start)).toEqual([base]);
+    await first.release();
+    expect(storedClaims()).toHaveLength(1);
+  });
+
   it('hands 50 concurrent calls disjoint ports', async () => {
     const base = await freeRunBase(1);
     const results = await Promise.all(Array.from({ length: 50 }, () => allocator.findSequentialPorts({ base, count: 2 })));
