@@ -109,6 +109,12 @@ function describeSkipped(skip: SkipSet, base: number): string[] {
 
 const exitReleasers = new Map<string, () => void>();
 let exitHookInstalled = false;
+/**
+ * Ids of the claims this thread made for its own process, per state file: what the exit
+ * handler gives back. Worker threads share the PID, so releasing "the process's claims" when
+ * one of them ends would free ports the main thread or other workers still use.
+ */
+const ownClaimIds = new Map<string, Set<string>>();
 
 function releaseOwnClaimsOnExit(): void {
   for (const releaseOwn of exitReleasers.values()) releaseOwn();
@@ -213,7 +219,10 @@ export class PortAllocator {
         await this.dropClaim(tentative.id);
         throw error;
       }
-      if (busyPorts.length === 0) return this.toLease(tentative);
+      if (busyPorts.length === 0) {
+        if (request.pid === process.pid && request.ttlMs === undefined) ownClaimIds.get(this.paths.stateFile)?.add(tentative.id);
+        return this.toLease(tentative);
+      }
       for (const port of busyPorts) busy.add(port);
     }
   }
@@ -433,21 +442,25 @@ export class PortAllocator {
   }
 
   /**
-   * On normal exit, give back this process's own claims if the lock is free right now;
+   * On normal exit (of the process, or of this worker thread), give back the claims this
+   * thread made for itself if the lock is free right now;
    * otherwise leave them: they are reaped once this PID is gone. Registered once per state
    * file, and only by processes that claimed something.
    */
   private installExitRelease(): void {
     const key = this.paths.stateFile;
     if (exitReleasers.has(key)) return;
+    const ids = new Set<string>();
+    ownClaimIds.set(key, ids);
     exitReleasers.set(key, () => {
+      if (ids.size === 0) return;
       try {
         const held = this.lock.tryAcquireSync();
         if (held === undefined) return;
         try {
           this.applyChange(held, (state) => {
             const before = state.claims.length;
-            state.claims = state.claims.filter((claim) => claim.pid !== process.pid || claim.expiresAt !== undefined);
+            state.claims = state.claims.filter((claim) => !(claim.pid === process.pid && ids.has(claim.id)));
             return { changed: state.claims.length !== before, result: undefined };
           });
         } finally {

@@ -205,6 +205,19 @@ describe('claims across processes', () => {
     }
   });
 
+  it('releases only its own thread’s claims when a worker thread ends, not the whole process’s', async () => {
+    const base = await freeRunBase(2);
+    const child = forkFixture('threads-claim.mjs', [stateDir, String(base)]);
+    try {
+      const report = await nextMessage<{ main: number; worker: number; left: number[] }>(child);
+      expect(report.worker).toBe(report.main + 1);
+      // The main thread's claim survives the worker's exit; the worker's own is gone.
+      expect(report.left).toEqual([report.main]);
+    } finally {
+      killAll([child]);
+    }
+  });
+
   it('never releases another live process’s claim', async () => {
     const base = await freeRunBase(2);
     const child = forkFixture('hold-lease.mjs', [stateDir, String(base), '2']);
