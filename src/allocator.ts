@@ -1,3 +1,4 @@
+import { threadId } from 'node:worker_threads';
 import { claimPorts, findFreeRun, isClaimLive, memoizeOwnerCheck, removePorts } from './claims.js';
 import { OwnerNotAliveError, PortsExhaustedError, StateIoError } from './errors.js';
 import { currentBootId, currentStartTime, isOwnerAlive, readStartTime, type StartTime } from './liveness.js';
@@ -79,12 +80,13 @@ function isMissingStateDir(error: unknown): boolean {
 
 let claimCounter = 0;
 /**
- * A claim id unique on this host: the PID is unique among live processes, and the time and
- * counter among one process's claims. (node:crypto's randomUUID would add ~5 ms to a cold start.)
+ * A claim id unique on this host: the PID is unique among live processes, the thread id
+ * among its threads, and the time and counter among one thread's claims. (node:crypto's randomUUID would add ~5 ms to a cold start.)
  */
 function newClaimId(): string {
   claimCounter = (claimCounter + 1) % Number.MAX_SAFE_INTEGER;
-  return `${process.pid.toString(36)}-${Date.now().toString(36)}-${claimCounter.toString(36)}`;
+  // Worker threads share the PID and each has its own counter: the thread id keeps them apart.
+  return `${process.pid.toString(36)}.${threadId.toString(36)}-${Date.now().toString(36)}-${claimCounter.toString(36)}`;
 }
 
 /** Ports a search passes over before any probe; see `skipFor`. */
@@ -207,7 +209,7 @@ export class PortAllocator {
           return this.recordClaim(state, request, ownerStartTime, busy, previous, skip);
         });
       } catch (error) {
-        if (previous !== undefined && tentative === previous) await this.dropClaim(previous.id);
+        if (previous !== undefined && tentative === previous) await this.dropClaimQuietly(previous.id);
         throw error;
       }
       // Probed after the claim is recorded and the lock released: no cooperating process
@@ -216,7 +218,7 @@ export class PortAllocator {
       try {
         busyPorts = await findBusyPorts(claimPorts(tentative), request.host, request.protocol);
       } catch (error) {
-        await this.dropClaim(tentative.id);
+        await this.dropClaimQuietly(tentative.id);
         throw error;
       }
       if (busyPorts.length === 0) {
@@ -402,6 +404,15 @@ export class PortAllocator {
       state.claims = state.claims.filter((claim) => claim.id !== id);
       return { changed: state.claims.length !== before, result: undefined };
     });
+  }
+
+  /** Drops a tentative claim after a failure; a failure here must not hide the first one. */
+  private async dropClaimQuietly(id: string): Promise<void> {
+    try {
+      await this.dropClaim(id);
+    } catch {
+      // The claim stays until its owner exits and it is reaped.
+    }
   }
 
   private toLease(claim: ClaimRecord): Lease {

@@ -49,6 +49,9 @@ const synchronousFs = {
   },
 };
 
+/** The filesystem for forgetting a lock that is no longer ours: everything but rmdir. */
+const forgetfulFs = { ...synchronousFs, rmdir: (_path: string, callback: Callback<void>) => callback(null) };
+
 // proper-lockfile's own stale takeover is check-then-remove: two waiters that both see the
 // same stale lock can both end up holding it. It is disabled with a stale time it never
 // reaches (and an update period below setTimeout's limit); see breakIfStale instead.
@@ -160,16 +163,23 @@ export class StateLock {
       utimesSync(this.lockPath, now, now);
       identity = statSync(this.lockPath);
     }
+    const isStillHeld = (): boolean => {
+      try {
+        const current = statSync(this.lockPath);
+        return current.ino === identity.ino && current.mtimeMs === identity.mtimeMs;
+      } catch {
+        return false;
+      }
+    };
     return {
-      isStillHeld: () => {
-        try {
-          const current = statSync(this.lockPath);
-          return current.ino === identity.ino && current.mtimeMs === identity.mtimeMs;
-        } catch {
-          return false;
-        }
+      isStillHeld,
+      release: () => {
+        // A holder that stalled past staleMs may have had its lock broken and re-taken by
+        // another process: removing the directory now would remove that holder's lock. Such a
+        // holder only lets proper-lockfile forget the lock (a no-op rmdir).
+        if (isStillHeld()) release(() => undefined);
+        else lockfile.unlock(this.target, { realpath: false, fs: forgetfulFs }, () => undefined);
       },
-      release: () => release(() => undefined),
     };
   }
 

@@ -89,8 +89,9 @@ export interface AllocatorOptions {
    */
   lockTimeoutMs?: number | undefined;
   /**
-   * After how long a held lock counts as abandoned (its holder crashed) and may be broken.
-   * Work under the lock takes well under a millisecond, so this only bounds crash recovery.
+   * After how long a held lock counts as abandoned (its holder crashed) and may be broken; at
+   * least 2000. Work under the lock takes a few milliseconds at most (tens when the socket
+   * table must be read), so this only bounds crash recovery.
    * @default 2000
    */
   staleMs?: number | undefined;
@@ -138,8 +139,10 @@ export const DEFAULT_HOST = '0.0.0.0';
 export const MAX_PORT = 65535;
 const DEFAULT_LOCK_TIMEOUT_MS = 10_000;
 const DEFAULT_STALE_MS = 2000;
-// Below one second a lock could be judged abandoned on filesystems whose mtimes have 1 s granularity.
-const MIN_STALE_MS = 1000;
+// proper-lockfile's own floor. Where mtimes have 1 s granularity, a lock taken at x.999 s is
+// stamped x.000 and would look a second old at once; and a broken-and-retaken lock could not
+// be told from the old one within the same second.
+const MIN_STALE_MS = 2000;
 const MAX_LABEL_LENGTH = 200;
 // RFC 1123 host name: dot-separated labels of letters, digits and inner hyphens.
 const HOSTNAME_PATTERN = /^(?=.{1,253}$)[a-z\d](?:[a-z\d-]{0,61}[a-z\d])?(?:\.[a-z\d](?:[a-z\d-]{0,61}[a-z\d])?)*\.?$/i;

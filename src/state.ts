@@ -2,6 +2,7 @@ import {
   chmodSync,
   closeSync,
   fstatSync,
+  ftruncateSync,
   openSync,
   readFileSync,
   readSync,
@@ -145,13 +146,23 @@ interface Snapshot {
   records: Map<string, ClaimRecord>;
 }
 
-function sameFile(snapshot: Snapshot, stats: Stats): boolean {
+function sameInode(snapshot: Snapshot, stats: Stats): boolean {
   return snapshot.ino === stats.ino && snapshot.dev === stats.dev && snapshot.birthtimeMs === stats.birthtimeMs;
 }
 
+/**
+ * Whether `stats` is the file the snapshot was read from (possibly grown since). Compaction
+ * frees inode numbers that a later compaction may get again; only the birth time tells such
+ * a file apart, so where the filesystem reports none (0) this is never assumed.
+ */
+function sameFile(snapshot: Snapshot, stats: Stats): boolean {
+  return snapshot.birthtimeMs !== 0 && sameInode(snapshot, stats);
+}
+
+/** Whether `stats` is exactly the version the snapshot holds (ctime has nanoseconds: a new file cannot match it). */
 function sameVersion(snapshot: Snapshot, stats: Stats): boolean {
   return (
-    sameFile(snapshot, stats) &&
+    sameInode(snapshot, stats) &&
     snapshot.size === stats.size &&
     snapshot.mtimeMs === stats.mtimeMs &&
     snapshot.ctimeMs === stats.ctimeMs
@@ -212,7 +223,7 @@ export class StateStore {
     const cached = this.snapshot;
     if (cached === undefined || !sameVersion(cached, stats)) {
       const grown = cached !== undefined && sameFile(cached, stats) && stats.size > cached.size;
-      this.snapshot = grown ? this.readAppended(cached, stats) : this.readWhole(repair);
+      this.snapshot = grown ? this.readAppended(cached, stats, repair) : this.readWhole(repair);
     }
     const snapshot = this.snapshot;
     this.loaded = new Map();
@@ -260,7 +271,14 @@ export class StateStore {
       // A writer that crashed mid-line left a fragment without its newline: end it first,
       // so the fragment stays a line of its own (skipped by readers) and ours is whole.
       const lead = this.loadedSize !== snapshot.size && this.endsWithFragment(fd) ? '\n' : '';
-      writeSync(fd, `${lead}${JSON.stringify(change)}\n`);
+      const line = Buffer.from(`${lead}${JSON.stringify(change)}\n`);
+      const written = writeSync(fd, line);
+      if (written !== line.length) {
+        // A short write (file size limit, quota, a full disk at a block boundary): take the
+        // fragment back, so the change is neither half there nor believed committed here.
+        ftruncateSync(fd, this.loadedSize);
+        throw Object.assign(new Error(`short write: ${written} of ${line.length} bytes`), { code: 'EIO' });
+      }
       const stats = fstatSync(fd);
       for (const key of change.drop) snapshot.records.delete(key);
       for (const record of change.add) snapshot.records.set(recordKey(record), record);
@@ -345,6 +363,16 @@ export class StateStore {
       header = undefined;
     }
     if (!isHeader(header)) {
+      const version = (header as { version?: unknown } | null | undefined)?.version;
+      if (typeof version === 'number' && version > STATE_VERSION) {
+        // Setting a newer format aside would discard its claims, and both versions would
+        // then hand out the same ports: refuse instead, loudly.
+        throw new StateIoError(
+          `The state file ${this.path} was written by a newer portlease (format ${version}, this one reads ${STATE_VERSION}). ` +
+            'Use one portlease version per state directory: upgrade this one, or give it its own stateDir.',
+          undefined,
+        );
+      }
       if (repair) this.setAside(this.describeCorruption(text, header));
       return undefined;
     }
@@ -364,7 +392,7 @@ export class StateStore {
     return snapshot;
   }
 
-  private readAppended(snapshot: Snapshot, stats: Stats): Snapshot | undefined {
+  private readAppended(snapshot: Snapshot, stats: Stats, repair: boolean): Snapshot | undefined {
     const length = stats.size - snapshot.size;
     const buffer = Buffer.alloc(length);
     let fd: number | undefined;
@@ -372,7 +400,7 @@ export class StateStore {
       fd = openSync(this.path, 'r');
       const current = fstatSync(fd);
       // Replaced meanwhile (compacted by another process): read it whole instead.
-      if (!sameFile(snapshot, current) || current.size < stats.size) return this.readWhole(true);
+      if (!sameFile(snapshot, current) || current.size < stats.size) return this.readWhole(repair);
       readSync(fd, buffer, 0, length, snapshot.size);
     } catch (error) {
       if (errnoCode(error) === 'ENOENT') return undefined;

@@ -218,6 +218,19 @@ describe('claims across processes', () => {
     }
   });
 
+  it('gives every claim of every worker thread its own id and port', async () => {
+    const base = await freeRunBase(1);
+    const child = forkFixture('threads-many.mjs', [stateDir, String(base)]);
+    try {
+      const { ports, claims } = await nextMessage<{ ports: number[]; claims: Array<{ id: string; port: number }> }>(child, 25_000);
+      expect(new Set(ports).size).toBe(100);
+      expect(claims).toHaveLength(100);
+      expect(new Set(claims.map((claim) => claim.id)).size).toBe(100);
+    } finally {
+      killAll([child]);
+    }
+  });
+
   it('never releases another live process’s claim', async () => {
     const base = await freeRunBase(2);
     const child = forkFixture('hold-lease.mjs', [stateDir, String(base), '2']);

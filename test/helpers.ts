@@ -6,6 +6,7 @@ import { connect, createServer, isIP, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { markLocalPorts } from '../src/socket-table.js';
 import { type ClaimRecord, StateStore } from '../src/state.js';
 
 /** A fresh private state directory; removed by the returned cleanup. */
@@ -52,10 +53,24 @@ export async function canBind(port: number, host = '0.0.0.0'): Promise<boolean> 
   }
 }
 
-/** A port the kernel reports free, with `span` ports after it also bindable on 0.0.0.0 (best effort). */
+/** Ports some local TCP socket other than a listener uses (TIME_WAIT, ...), as the allocator's socket table sees them. */
+function socketTablePorts(): Uint8Array {
+  const ports = new Uint8Array(65536);
+  for (const file of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    if (existsSync(file)) markLocalPorts(readFileSync(file, 'latin1'), ports);
+  }
+  return ports;
+}
+
+/**
+ * A port with `span` ports from it that are bindable on 0.0.0.0 and that no local socket
+ * uses (a TIME_WAIT left by an earlier test would make the allocator skip it).
+ */
 export async function freeRunBase(span: number): Promise<number> {
+  const inUse = socketTablePorts();
   for (let attempt = 0; attempt < 50; attempt++) {
     const base = 20_000 + Math.floor(Math.random() * 8000);
+    if (Array.from({ length: span + 1 }, (_, i) => inUse[base + i]).some(Boolean)) continue;
     const checks = await Promise.all(Array.from({ length: span }, (_, i) => canBind(base + i)));
     if (checks.every(Boolean)) return base;
   }

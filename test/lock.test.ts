@@ -45,7 +45,7 @@ describe('StateLock', () => {
   });
 
   it('recovers from a holder killed with SIGKILL inside the lock, within the stale time, corrupting nothing', async () => {
-    const staleMs = 1000;
+    const staleMs = 2000;
     const allocator = new PortAllocator({ stateDir, staleMs, lockTimeoutMs: 10_000 });
     const base = await freeRunBase(2);
     const before = await allocator.claim({ base });
@@ -70,6 +70,28 @@ describe('StateLock', () => {
     } finally {
       killAll([holder]);
       await allocator.release();
+    }
+  });
+
+  it('a holder stalled past the stale time, whose lock was broken, does not remove its successor’s lock', async () => {
+    // A stalls 3 s holding the lock; B breaks it after the stale time (2 s) and holds it
+    // 1.8 s (less than the stale time); A wakes up and releases while B is inside; C arrives
+    // then and must wait for B.
+    const start = Date.now() + 500;
+    const a = forkFixture('stalling-holder.mjs', [stateDir, String(start), '3000', '2000']);
+    const b = forkFixture('stalling-holder.mjs', [stateDir, String(start + 300), '1800', '2000']);
+    const c = forkFixture('stalling-holder.mjs', [stateDir, String(start + 3200), '100', '2000']);
+    try {
+      type Report = { entered: number; left: number; stillHeld: boolean };
+      const [ra, rb, rc] = await Promise.all([a, b, c].map((child) => nextMessage<Report>(child, 25_000)));
+      expect(rb!.entered).toBeGreaterThanOrEqual(ra!.entered + 2000);
+      expect(ra!.stillHeld).toBe(false);
+      expect(ra!.left).toBeLessThan(rb!.left);
+      // C never overlaps B: A's release did not remove B's lock.
+      expect(rc!.entered).toBeGreaterThanOrEqual(rb!.left);
+      expect(rb!.stillHeld).toBe(true);
+    } finally {
+      killAll([a, b, c]);
     }
   });
 

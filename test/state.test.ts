@@ -3,7 +3,10 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { PortAllocator, StateIoError } from '../src/index.js';
 import { type ClaimRecord, CORRUPT_STATE_WARNING, STATE_VERSION, StateStore } from '../src/state.js';
-import { freeRunBase, makeStateDir, storedClaims } from './helpers.js';
+import { spawn } from 'node:child_process';
+import { currentBootId } from '../src/liveness.js';
+import { statePaths } from '../src/state-dir.js';
+import { distEntry, fixturesDir, freeRunBase, killAll, makeStateDir, nextMessage, storedClaims } from './helpers.js';
 
 let stateDir: string;
 let cleanup: () => void;
@@ -20,7 +23,7 @@ function record(start: number, id = `id${start}`): ClaimRecord {
 const corruptContents: Array<[string, string | Buffer]> = [
   ['empty', ''],
   ['truncated JSON', '{"version":2,"claims":[{"id":"a","start":80'],
-  ['a wrong version', `${JSON.stringify({ version: 99, claims: [] })}\n`],
+  ['a version that is not a number', `${JSON.stringify({ version: 'two', claims: [] })}\n`],
   ['an old version-1 file', `${JSON.stringify({ version: 1, claims: [] })}\n`],
   ['garbage bytes', Buffer.from([0xff, 0x00, 0xfe, 0x13, 0x37, 0x80, 0x81, 0x0a])],
   ['a malformed claim', `${JSON.stringify({ version: 2, claims: [{ id: 'x', start: 70000, count: 1 }] })}\n`],
@@ -47,6 +50,17 @@ describe('a corrupt state file', () => {
     expect(storedClaims(allocator.stateFile)).toHaveLength(1);
     expect(warnings.filter((warning) => (warning as NodeJS.ErrnoException).code === CORRUPT_STATE_WARNING)).toHaveLength(1);
     await allocator.release();
+  });
+
+  it('of a newer format is refused with PORTLEASE_STATE_IO and left in place, never discarded', async () => {
+    const allocator = new PortAllocator({ stateDir });
+    const newer = `${JSON.stringify({ version: 99, claims: [] })}\n`;
+    writeFileSync(allocator.stateFile, newer);
+    const error = await allocator.claim({ base: await freeRunBase(1) }).catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(StateIoError);
+    expect((error as Error).message).toMatch(/newer portlease \(format 99, this one reads 2\)/);
+    expect(readFileSync(allocator.stateFile, 'utf8')).toBe(newer);
+    expect(readdirSync(stateDir).filter((name) => name.includes('.corrupt-'))).toEqual([]);
   });
 
   it('is left in place by a reader without the lock (list), which sees no claims', async () => {
@@ -134,6 +148,33 @@ describe('StateStore', () => {
     new StateStore(path, false).load();
     expect(warn).toHaveBeenCalledTimes(1);
     expect(warn.mock.calls[0]![1]).toMatchObject({ code: CORRUPT_STATE_WARNING });
+  });
+
+  it.skipIf(process.platform !== 'linux')('on a short append (file size limit), takes the fragment back and raises PORTLEASE_STATE_IO', async () => {
+    const path = statePaths(stateDir).stateFile;
+    const store = new StateStore(path, false);
+    // A state file of exactly 1,000 bytes, of this boot, so the next claim appends.
+    const claim = { ...record(9000), label: '' };
+    const bootId = currentBootId();
+    const header = (label: string) => `${JSON.stringify({ version: STATE_VERSION, ...(bootId ? { bootId } : {}), claims: [{ ...claim, label }] })}\n`;
+    store.commit({ ...(bootId ? { bootId } : {}), claims: [{ ...claim, label: 'x'.repeat(1000 - header('').length) }] });
+    expect(statSync(path).size).toBe(1000);
+    const before = readFileSync(path);
+    // A real short write: under `ulimit -f 1` the kernel stops the file at 1,024 bytes.
+    const child = spawn('bash', ['-c', `ulimit -f 1; exec "${process.execPath}" "${join(fixturesDir, 'claim-once.mjs')}" "${stateDir}" 30000`], {
+      env: { ...process.env, PORTLEASE_DIST: distEntry },
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    });
+    try {
+      const report = await nextMessage<{ code?: string; message?: string; ports?: number[] }>(child);
+      expect(report.code).toBe('PORTLEASE_STATE_IO');
+      expect(report.message).toMatch(/short write: 24 of \d+ bytes/);
+    } finally {
+      killAll([child]);
+    }
+    // The fragment was taken back: the file is as it was, and the claim was never recorded.
+    expect(readFileSync(path)).toEqual(before);
+    expect(new StateStore(path, false).load().claims.map((stored) => stored.start)).toEqual([9000]);
   });
 
   it.skipIf(process.platform !== 'linux')('on a full disk, keeps the old file intact and raises PORTLEASE_STATE_IO', () => {

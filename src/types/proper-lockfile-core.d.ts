@@ -14,6 +14,7 @@ declare module 'proper-lockfile/lib/lockfile.js' {
   type Release = (callback?: Callback) => void;
   const core: {
     lock(file: string, options: CoreLockOptions, callback: Callback<Release>): void;
+    unlock(file: string, options: CoreLockOptions, callback: Callback): void;
   };
   export default core;
 }
