@@ -127,7 +127,7 @@ export class StateLock {
       if (this.breakIfStale()) continue;
       const remaining = deadline - Date.now();
       if (remaining <= 0) throw new LockTimeoutError(this.lockPath, this.settings.timeoutMs);
-      // Short randomized waits: the lock is held for well under a millisecond, and
+      // Short randomized waits: a warm holder keeps the lock well under a millisecond, and
       // randomness keeps many waiters from retrying in lockstep.
       const ceiling = Math.min(2 + attempt, 12);
       await sleep(Math.min(remaining, 1 + Math.random() * ceiling));
