@@ -345,7 +345,14 @@ export class PortAllocator {
     // Once this process holds a copy, the locked read only checks the file's size: nothing to gain.
     if (this.store.hasSnapshot) return;
     try {
-      this.store.load(false);
+      const state = this.store.load(false);
+      // A fresh process runs the lock and search code for the first time, several times slower
+      // than warm; with many processes on few cores a holder that is slow on the CPU keeps
+      // everyone waiting. Run that code once on a private lock and the unlocked copy first.
+      new StateLock(`${this.paths.stateFile}.warm-${process.pid}-${threadId}`, { timeoutMs: 0, staleMs: this.options.staleMs })
+        .tryAcquireSync()
+        ?.release();
+      findFreeRun(state.claims, 1, 1, () => false, () => true);
     } catch {
       // The locked read reports it.
     }
