@@ -159,18 +159,12 @@ async function isFreeIn(
 }
 
 /**
- * Whether `port` is free on `host` in every address family, for the given protocol(s),
- * found by really binding it and closing again. Busy (`EADDRINUSE`) and forbidden (`EACCES`,
- * e.g. a privileged port) both mean "not free"; a `host` that is not an address of this
- * machine throws {@link HostUnavailableError}. The probe sockets never keep the process alive.
- */
-export async function probePort(port: number, host: string, protocol: Protocol = 'tcp', stack?: AddressStack): Promise<boolean> {
-  return (await findBusyPorts([port], host, protocol, stack)).length === 0;
-}
-
-/**
- * The ports of `ports` that are not free on `host` (see {@link probePort}), probed in
- * parallel. `stack` overrides the detected {@link addressStack} (for tests).
+ * The ports of `ports` that are not free on `host` in every address family, for the given
+ * protocol(s), found by really binding each and closing again, in parallel. Busy
+ * (`EADDRINUSE`) and forbidden (`EACCES`, e.g. a privileged port) both mean "not free"; a
+ * `host` that is not an address of this machine throws {@link HostUnavailableError}. The
+ * probe sockets never keep the process alive. `stack` overrides the detected
+ * {@link addressStack} (for tests).
  */
 export async function findBusyPorts(
   ports: readonly number[],
