@@ -406,6 +406,8 @@ export class PortAllocator {
   }
 
   private async dropClaim(id: string): Promise<void> {
+    // Forgotten by the exit handler too, so a long-running process does not pile up ids.
+    ownClaimIds.get(this.paths.stateFile)?.delete(id);
     await this.transaction((state) => {
       const before = state.claims.length;
       state.claims = state.claims.filter((claim) => claim.id !== id);

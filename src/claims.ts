@@ -99,7 +99,8 @@ export function removePorts(
   const kept: ClaimRecord[] = [];
   const released: number[] = [];
   for (const claim of claims) {
-    if (!matches(claim)) {
+    // Untouched claims stay the same objects: the state store writes only what changed.
+    if (!matches(claim) || (ports !== undefined && !claimPorts(claim).some((port) => ports.has(port)))) {
       kept.push(claim);
       continue;
     }

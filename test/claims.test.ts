@@ -63,3 +63,12 @@ describe('isClaimLive', () => {
     expect(isClaimLive(ttl, 1000, () => true)).toBe(false);
   });
 });
+
+describe('removePorts keeps untouched claims as they were', () => {
+  it('returns the same objects for matched claims none of whose ports are released', () => {
+    const untouched = claim(300, 2);
+    const { kept, released } = removePorts([claim(100, 2), untouched], () => true, new Set([101]));
+    expect(released).toEqual([101]);
+    expect(kept[kept.length - 1]).toBe(untouched);
+  });
+});
