@@ -1,6 +1,6 @@
 import { PID_REUSE_GUARD_MS } from './liveness.js';
-import { MAX_PORT } from './options.js';
-import type { ClaimRecord } from './state.js';
+import { MAX_PORT } from './port-ranges.js';
+import type { ClaimRecord } from './state-format.js';
 
 /** Tells whether a claim's owner still runs; see `isOwnerAlive` in liveness.ts. */
 export type OwnerCheck = (pid: number, startTime: string | undefined, ageMs: number) => boolean;
@@ -30,7 +30,7 @@ export function memoizeOwnerCheck(check: OwnerCheck): OwnerCheck {
 }
 
 /** The ports of a claim, in order. */
-export function claimPorts(claim: Pick<ClaimRecord, 'start' | 'count'>): number[] {
+export function claimedPorts(claim: Pick<ClaimRecord, 'start' | 'count'>): number[] {
   return Array.from({ length: claim.count }, (_, index) => claim.start + index);
 }
 
@@ -100,7 +100,7 @@ export function removePorts(
   const released: number[] = [];
   for (const claim of claims) {
     // Untouched claims stay the same objects: the state store writes only what changed.
-    if (!matches(claim) || (ports !== undefined && !claimPorts(claim).some((port) => ports.has(port)))) {
+    if (!matches(claim) || (ports !== undefined && !claimedPorts(claim).some((port) => ports.has(port)))) {
       kept.push(claim);
       continue;
     }

@@ -33,6 +33,16 @@ export class PortleaseError extends Error {
   }
 }
 
+/** What a search passed over before it gave up, for {@link PortsExhaustedError}'s message. */
+export interface ExhaustedDetail {
+  /** Kinds of ports skipped without probing (e.g. "claimed ports", "the ephemeral range 32768-60999"). */
+  skipped: readonly string[];
+  /** How many probed ports turned out busy. */
+  busy: number;
+  /** The host they were probed on. */
+  host: string;
+}
+
 /** No run of `count` consecutive free, unclaimed ports exists in the searched range. */
 export class PortsExhaustedError extends PortleaseError {
   override name = 'PortsExhaustedError';
@@ -41,11 +51,10 @@ export class PortsExhaustedError extends PortleaseError {
   /** Number of consecutive ports asked for. */
   readonly count: number;
 
-  constructor(base: number, count: number, detail = '') {
-    super(
-      'PORTLEASE_EXHAUSTED',
-      `No run of ${count} consecutive free port${count === 1 ? '' : 's'} in ${base}-65535${detail}.`,
-    );
+  constructor(base: number, count: number, detail?: ExhaustedDetail) {
+    const skipped = detail === undefined || detail.skipped.length === 0 ? '' : `, after skipping ${detail.skipped.join(', ')}`;
+    const busy = detail === undefined || detail.busy === 0 ? '' : `; ${detail.busy} port${detail.busy === 1 ? ' was' : 's were'} busy on ${detail.host}`;
+    super('PORTLEASE_EXHAUSTED', `No run of ${count} consecutive free port${count === 1 ? '' : 's'} in ${base}-65535${skipped}${busy}.`);
     this.base = base;
     this.count = count;
   }
@@ -57,11 +66,15 @@ export class LockTimeoutError extends PortleaseError {
   /** The lock directory that stayed held. */
   readonly lockPath: string;
 
-  constructor(lockPath: string, timeoutMs: number) {
+  /** @param breakFailure - why a stale lock could not be broken, when that is what kept it held. */
+  constructor(lockPath: string, timeoutMs: number, breakFailure?: string) {
     super(
       'PORTLEASE_LOCK_TIMEOUT',
-      `Timed out after ${timeoutMs} ms waiting for the portlease lock ${lockPath}; ` +
-        'another process holds it. Raise lockTimeoutMs, or remove the lock directory if no portlease process is running.',
+      breakFailure === undefined
+        ? `Timed out after ${timeoutMs} ms waiting for the portlease lock ${lockPath}; ` +
+            'another process holds it. Raise lockTimeoutMs, or remove the lock directory if no portlease process is running.'
+        : `Timed out after ${timeoutMs} ms waiting for the portlease lock ${lockPath}: it is stale but ${breakFailure}. ` +
+            'Remove it by hand, or give portlease a state directory of its own.',
     );
     this.lockPath = lockPath;
   }

@@ -1,13 +1,14 @@
-import { lstatSync, mkdirSync, realpathSync, rmdirSync, type Stats, statSync, utimesSync } from 'node:fs';
+import { type BigIntStats, lstatSync, mkdirSync, realpathSync, rmdirSync, statSync, utimesSync } from 'node:fs';
+import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
-import lockfile from 'proper-lockfile/lib/lockfile.js';
+import lockfile from 'proper-lockfile';
 import { LockTimeoutError, StateIoError } from './errors.js';
 
 /** Settings of a {@link StateLock}. */
 export interface LockSettings {
   /** Give up waiting after this long. */
   timeoutMs: number;
-  /** A lock untouched for this long belongs to a crashed holder and may be broken. */
+  /** A lock that stays unchanged this long, by the waiter's own clock, belongs to a stalled or crashed holder and may be broken. */
   staleMs: number;
 }
 
@@ -26,41 +27,31 @@ function callSync<T>(work: () => T, callback: Callback<T>): void {
 
 /**
  * The filesystem proper-lockfile sees: node's synchronous calls behind its callback
- * interface. Every lock attempt therefore completes within the call, with no thread-pool
- * round trips, and this one object keeps proper-lockfile's cached mtime precision across
- * attempts (its `lockSync` builds a new adapter per call and re-probes every time, which
- * costs two syscalls and stamps the lock up to a second into the future).
+ * interface, so a lock attempt completes within the call with no thread-pool round trips.
+ * It is one long-lived object because proper-lockfile caches the filesystem's mtime
+ * precision on the `fs` it is given; its own `lockSync` builds a new one per call and
+ * probes again every time.
  */
-let precisionProbed = false;
-// proper-lockfile stats the lock right after creating it; that stat is the lock's identity.
-let lastStat: Stats | undefined;
 const synchronousFs = {
   mkdir: (path: string, callback: Callback<void>) => callSync(() => void mkdirSync(path), callback),
   rmdir: (path: string, callback: Callback<void>) => callSync(() => rmdirSync(path), callback),
-  stat: (path: string, callback: Callback<Stats>) =>
-    callSync(() => {
-      lastStat = statSync(path);
-      return lastStat;
-    }, callback),
+  stat: (path: string, callback: Callback<unknown>) => callSync(() => statSync(path), callback),
   realpath: (path: string, callback: Callback<string>) => callSync(() => realpathSync(path), callback),
-  utimes: (path: string, atime: Date, mtime: Date, callback: Callback<void>) => {
-    precisionProbed = true;
-    callSync(() => utimesSync(path, atime, mtime), callback);
-  },
+  utimes: (path: string, atime: Date, mtime: Date, callback: Callback<void>) => callSync(() => utimesSync(path, atime, mtime), callback),
 };
 
 /** The filesystem for forgetting a lock that is no longer ours: everything but rmdir. */
 const forgetfulFs = { ...synchronousFs, rmdir: (_path: string, callback: Callback<void>) => callback(null) };
 
-// proper-lockfile's own stale takeover is check-then-remove: two waiters that both see the
-// same stale lock can both end up holding it. It is disabled with a stale time it never
-// reaches (and an update period below setTimeout's limit); see breakIfStale instead.
+// proper-lockfile's own stale takeover compares this host's clock with the lock's mtime and
+// is check-then-remove: two waiters that both see the same stale lock can both end up
+// holding it. It is disabled with a stale time it never reaches; see breakIfStale instead.
 const NEVER_STALE_MS = 2 ** 30;
 
 const compromisedWarnings = new Set<string>();
 function warnCompromised(lockPath: string, error: Error): void {
-  // The default handler throws from a timer and kills the host process; a warning is enough,
-  // since every write re-checks that the lock is still ours.
+  // The default handler throws from a timer and kills the host process; a warning is
+  // enough, since every write is fenced in the state file itself.
   if (compromisedWarnings.has(lockPath)) return;
   compromisedWarnings.add(lockPath);
   process.emitWarning(`portlease: lock ${lockPath} was compromised: ${error.message}`, { code: 'PORTLEASE_LOCK_COMPROMISED' });
@@ -78,10 +69,22 @@ function errnoCode(error: unknown): string | undefined {
   return (error as NodeJS.ErrnoException | null)?.code;
 }
 
+/** What tells one lock directory from the next: a re-made directory has a new change time, whatever its inode number. */
+function identityOf(path: string): string | undefined {
+  let stats: BigIntStats;
+  try {
+    stats = lstatSync(path, { bigint: true });
+  } catch {
+    return undefined;
+  }
+  return `${stats.ino}:${stats.ctimeNs}:${stats.mtimeNs}`;
+}
+
 /**
  * The cross-process lock guarding one state file: a proper-lockfile lock directory next
  * to it, plus an in-process queue so the calls of one process wait their turn instead of
- * contending with each other.
+ * contending with each other. It keeps writers apart; it is not what makes a paused
+ * holder's write harmless (the state file's fencing is).
  */
 export class StateLock {
   /** Path of the lock directory. */
@@ -89,6 +92,9 @@ export class StateLock {
   private readonly target: string;
   private readonly settings: LockSettings;
   private queue: Promise<unknown> = Promise.resolve();
+  /** When this process first saw each lock directory version (see isStale). */
+  private readonly sightings = new Map<string, { identity: string; since: number }>();
+  private lastBreakFailure: string | undefined;
 
   constructor(target: string, settings: LockSettings) {
     this.target = target;
@@ -114,19 +120,27 @@ export class StateLock {
     return result;
   }
 
-  /** One attempt to take the lock, without waiting: for process exit. */
+  /** One attempt to take the lock, without waiting and without yielding: for process exit. */
   tryAcquireSync(): HeldLock | undefined {
-    return this.attempt();
+    let release: () => void;
+    try {
+      // lockSync probes the mtime precision on every call; acceptable once, at exit.
+      release = lockfile.lockSync(this.target, { realpath: false, retries: 0, stale: NEVER_STALE_MS, onCompromised: (error) => warnCompromised(this.lockPath, error) });
+    } catch (error) {
+      if (errnoCode(error) === 'ELOCKED') return undefined;
+      throw new StateIoError(`Cannot take the lock ${this.lockPath}: ${(error as Error).message}`, error);
+    }
+    return this.held(() => release());
   }
 
   private async acquire(): Promise<HeldLock> {
-    const deadline = Date.now() + this.settings.timeoutMs;
+    const deadline = performance.now() + this.settings.timeoutMs;
     for (let attempt = 0; ; attempt++) {
-      const held = this.attempt();
+      const held = await this.attempt();
       if (held !== undefined) return held;
       if (this.breakIfStale()) continue;
-      const remaining = deadline - Date.now();
-      if (remaining <= 0) throw new LockTimeoutError(this.lockPath, this.settings.timeoutMs);
+      const remaining = deadline - performance.now();
+      if (remaining <= 0) throw new LockTimeoutError(this.lockPath, this.settings.timeoutMs, this.lastBreakFailure);
       // Short randomized waits: a warm holder keeps the lock well under a millisecond, and
       // randomness keeps many waiters from retrying in lockstep.
       const ceiling = Math.min(2 + attempt, 12);
@@ -134,92 +148,95 @@ export class StateLock {
     }
   }
 
-  private attempt(): HeldLock | undefined {
-    let outcome: { error: NodeJS.ErrnoException | null; release?: (callback?: Callback<void>) => void } | undefined;
-    lockfile.lock(
-      this.target,
-      {
+  private async attempt(): Promise<HeldLock | undefined> {
+    let release: () => Promise<void>;
+    try {
+      release = await lockfile.lock(this.target, {
         realpath: false,
         retries: 0,
         stale: NEVER_STALE_MS,
         fs: synchronousFs,
         onCompromised: (error) => warnCompromised(this.lockPath, error),
-      },
-      (error, release) => {
-        outcome = release === undefined ? { error } : { error, release };
-      },
-    );
-    if (outcome === undefined) throw new Error('proper-lockfile did not answer synchronously');
-    if (outcome.error !== null) {
-      if (outcome.error.code === 'ELOCKED') return undefined;
-      throw new StateIoError(`Cannot take the lock ${this.lockPath}: ${outcome.error.message}`, outcome.error);
+      });
+    } catch (error) {
+      if (errnoCode(error) === 'ELOCKED') return undefined;
+      throw new StateIoError(`Cannot take the lock ${this.lockPath}: ${(error as Error).message}`, error);
     }
-    const release = outcome.release!;
-    let identity = lastStat!;
-    if (precisionProbed) {
-      // The one-time precision probe stamps the lock into the future; make its age honest.
-      precisionProbed = false;
-      const now = new Date();
-      utimesSync(this.lockPath, now, now);
-      identity = statSync(this.lockPath);
-    }
-    const isStillHeld = (): boolean => {
-      try {
-        const current = statSync(this.lockPath);
-        return current.ino === identity.ino && current.mtimeMs === identity.mtimeMs;
-      } catch {
-        return false;
-      }
-    };
+    // The synchronous fs makes the returned promise settle within the call; nothing waits on it.
+    return this.held(() => void release().catch(() => undefined));
+  }
+
+  private held(release: () => void): HeldLock {
+    const identity = identityOf(this.lockPath);
+    const isStillHeld = (): boolean => identity !== undefined && identityOf(this.lockPath) === identity;
     return {
       isStillHeld,
       release: () => {
         // A holder that stalled past staleMs may have had its lock broken and re-taken by
         // another process: removing the directory now would remove that holder's lock. Such a
         // holder only lets proper-lockfile forget the lock (a no-op rmdir).
-        if (isStillHeld()) release(() => undefined);
-        else lockfile.unlock(this.target, { realpath: false, fs: forgetfulFs }, () => undefined);
+        if (isStillHeld()) release();
+        else lockfile.unlock(this.target, { realpath: false, fs: forgetfulFs }).catch(() => undefined);
       },
     };
   }
 
   /**
-   * Breaks the lock if its holder has not touched it for `staleMs` (it crashed inside the
-   * lock). Only one process breaks at a time, under a second short-lived lock, and it checks
-   * the age again under that lock, so a lock that another waiter has just broken and
-   * re-taken is never removed. Returns whether it is worth retrying at once.
+   * Breaks the lock if it has stayed the same directory for `staleMs` by this process's
+   * clock (its holder crashed or is paused). Only one process breaks at a time, under a second
+   * short-lived lock, and it removes the directory only if it is still the version it saw go
+   * stale, so a lock that another waiter has just broken and re-taken is never removed.
+   * Returns whether the lock was removed, so that retrying at once makes sense.
    */
   private breakIfStale(): boolean {
-    if (!this.isStale(this.lockPath)) return false;
+    const staleIdentity = this.staleIdentity(this.lockPath);
+    if (staleIdentity === undefined) return false;
     const breakerPath = `${this.lockPath}.break`;
     try {
       mkdirSync(breakerPath);
     } catch (error) {
       // Another process is breaking it; a breaker that itself crashed is cleared once stale.
-      if (errnoCode(error) === 'EEXIST' && this.isStale(breakerPath)) rmdirQuietly(breakerPath);
+      if (errnoCode(error) === 'EEXIST' && this.staleIdentity(breakerPath) !== undefined) this.removeQuietly(breakerPath);
+      else if (errnoCode(error) !== 'EEXIST') this.lastBreakFailure = `cannot create ${breakerPath}: ${(error as Error).message}`;
       return false;
     }
     try {
-      if (this.isStale(this.lockPath)) rmdirQuietly(this.lockPath);
+      return identityOf(this.lockPath) === staleIdentity && this.removeQuietly(this.lockPath);
     } finally {
-      rmdirQuietly(breakerPath);
+      this.removeQuietly(breakerPath);
     }
-    return true;
   }
 
-  private isStale(path: string): boolean {
+  /**
+   * The identity of the directory at `path` if this process has seen it unchanged for
+   * `staleMs` of its own monotonic time. No clock is compared with the filesystem's: a
+   * host clock ahead of the file server's, or stepped while a lock is held, changes nothing.
+   */
+  private staleIdentity(path: string): string | undefined {
+    const identity = identityOf(path);
+    if (identity === undefined) {
+      this.sightings.delete(path);
+      return undefined;
+    }
+    const now = performance.now();
+    const seen = this.sightings.get(path);
+    if (seen?.identity !== identity) {
+      this.sightings.set(path, { identity, since: now });
+      return undefined;
+    }
+    return now - seen.since >= this.settings.staleMs ? identity : undefined;
+  }
+
+  /** Removes a lock directory; says why not, for the timeout message, instead of retrying at once forever. */
+  private removeQuietly(path: string): boolean {
     try {
-      return Date.now() - lstatSync(path).mtimeMs > this.settings.staleMs;
-    } catch {
+      rmdirSync(path);
+      this.sightings.delete(path);
+      return true;
+    } catch (error) {
+      if (errnoCode(error) === 'ENOENT') return true;
+      this.lastBreakFailure = `cannot remove the stale lock ${path}: ${(error as Error).message}`;
       return false;
     }
-  }
-}
-
-function rmdirQuietly(path: string): void {
-  try {
-    rmdirSync(path);
-  } catch {
-    // Already gone.
   }
 }

@@ -1,6 +1,6 @@
 import { isIP } from 'node:net';
 import envPaths from 'env-paths';
-import { mergeRanges, type PortExclusion, type PortRange } from './port-ranges.js';
+import { MAX_PORT, mergeRanges, type PortExclusion, type PortRange } from './port-ranges.js';
 
 /** Which port spaces a claimed port must be free in: TCP, UDP, or both. */
 export type Protocol = 'tcp' | 'udp' | 'both';
@@ -136,7 +136,6 @@ export const SHARED_STATE_DIR_ENV = 'PORTLEASE_SHARED_STATE_DIR';
 export const DEFAULT_BASE = 8090;
 export const DEFAULT_COUNT = 1;
 export const DEFAULT_HOST = '0.0.0.0';
-export const MAX_PORT = 65535;
 const DEFAULT_LOCK_TIMEOUT_MS = 10_000;
 const DEFAULT_STALE_MS = 2000;
 // proper-lockfile's own floor. Where mtimes have 1 s granularity, a lock taken at x.999 s is
@@ -282,4 +281,15 @@ export function resolveAllocatorOptions(input: AllocatorOptions = {}, env: NodeJ
   const ephemeralPortRange = input.ephemeralPortRange === undefined ? undefined : requireRange('ephemeralPortRange', input.ephemeralPortRange);
   const socketTable = requireBoolean('socketTable', input.socketTable ?? true);
   return { stateDir, lockTimeoutMs, staleMs, sharedStateDir, ephemeralPortRange, socketTable };
+}
+
+/**
+ * Environment variable naming a {@link PausePoint} at which the process stops itself, for
+ * tests of the write fencing only. Not part of the public interface.
+ */
+export const TEST_PAUSE_ENV = 'PORTLEASE_TEST_PAUSE_AT';
+
+/** The pause point a test asked for, if any. */
+export function requestedPausePoint(env: NodeJS.ProcessEnv = process.env): string | undefined {
+  return env[TEST_PAUSE_ENV] || undefined;
 }

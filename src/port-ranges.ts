@@ -1,6 +1,9 @@
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 
+/** The highest TCP/UDP port number. */
+export const MAX_PORT = 65535;
+
 /** An inclusive range of ports, `[first, last]`. */
 export type PortRange = readonly [first: number, last: number];
 

@@ -1,149 +1,83 @@
 import {
-  chmodSync,
   closeSync,
+  constants,
+  fchmodSync,
   fstatSync,
-  ftruncateSync,
+  linkSync,
   openSync,
-  readFileSync,
   readSync,
   renameSync,
+  type Stats,
   statSync,
   unlinkSync,
-  writeFileSync,
   writeSync,
-  type Stats,
 } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 import { StateIoError } from './errors.js';
-import type { StartTime } from './liveness.js';
-import { MAX_PORT } from './options.js';
+import { pausePoint } from './pause-points.js';
+import {
+  type ChangeLine,
+  type ClaimRecord,
+  LEGACY_GENERATION,
+  parseHeader,
+  parseLogLine,
+  randomToken,
+  recordKey,
+  type SealLine,
+  STATE_VERSION,
+  type StateData,
+} from './state-format.js';
 
-/** One claimed run of consecutive ports, as stored in the state file. Never mutated once made. */
-export interface ClaimRecord {
-  /** Id of the claim, shared by the pieces of a partly released run, so a lease releases exactly what it claimed. */
-  id: string;
-  /** First port of the run. */
-  start: number;
-  /** Number of consecutive ports. */
-  count: number;
-  /** Host the ports were probed on (informational: a claimed port is taken on every host). */
-  host: string;
-  /** PID of the owner; the claim lives as long as this process (unless `expiresAt` is set). */
-  pid: number;
-  /** Start time of the owner, to tell it from a later process that reuses the PID. */
-  startTime?: string;
-  /** When the claim was made, in ms since the epoch. */
-  createdAt: number;
-  /** When the claim expires regardless of its owner, in ms since the epoch. */
-  expiresAt?: number;
-  /** Free text from the claimer. */
-  label?: string;
-}
+export { type ClaimRecord, recordKey, STATE_VERSION, type StateData } from './state-format.js';
 
-/** The state as the allocator sees it. */
-export interface StateData {
-  /** Boot the claims belong to; claims of an earlier boot are all void. */
-  bootId?: string;
-  claims: ClaimRecord[];
-}
-
-/**
- * Format version, in the first line of the file. Version 2 is a log: a header line holding
- * a snapshot, then one line per change (`{"add":[...],"drop":[...]}`).
- */
-export const STATE_VERSION = 2;
 /** Code of the warning emitted when a corrupt state file is set aside. */
 export const CORRUPT_STATE_WARNING = 'PORTLEASE_STATE_CORRUPT';
 const PRIVATE_FILE_MODE = 0o600;
 const SHARED_FILE_MODE = 0o660;
-// Appending is ~100× cheaper than rewriting (rename over an existing file makes ext4 flush
-// it: ~1.5 ms here); the log is folded back into one snapshot once it outweighs it.
+// Appending is far cheaper than rewriting; the log is folded into a new generation once it
+// outweighs the snapshot (and at least this much).
 const MIN_COMPACT_LOG_BYTES = 16 * 1024;
+// Each hop follows one sealed generation; more in one load means files keep being replaced.
+const MAX_GENERATION_HOPS = 8;
 const NEWLINE = 0x0a;
+// O_NONBLOCK: a FIFO planted at the state path must not block the open forever.
+const READ_FLAGS = constants.O_RDONLY | (constants.O_NONBLOCK ?? 0);
+// No O_CREAT: appending to a file that vanished must fail, not start a headerless one.
+const APPEND_FLAGS = constants.O_RDWR | constants.O_APPEND | (constants.O_NONBLOCK ?? 0);
 
-function isPort(value: unknown): value is number {
-  return Number.isInteger(value) && (value as number) >= 1 && (value as number) <= MAX_PORT;
+/** Options of {@link StateStore.load}. */
+export interface LoadOptions {
+  /**
+   * Set a corrupt file aside (renamed, kept for inspection) and warn once: only with the
+   * lock held. Without it a corrupt file just reads as empty.
+   */
+  repair: boolean;
 }
 
-function isOptional(value: unknown, type: 'string' | 'number'): boolean {
-  return value === undefined || typeof value === type;
-}
-
-function isClaimRecord(value: unknown): value is ClaimRecord {
-  if (typeof value !== 'object' || value === null) return false;
-  const claim = value as Record<string, unknown>;
-  return (
-    typeof claim.id === 'string' &&
-    isPort(claim.start) &&
-    Number.isInteger(claim.count) &&
-    (claim.count as number) >= 1 &&
-    (claim.start as number) + (claim.count as number) - 1 <= MAX_PORT &&
-    typeof claim.host === 'string' &&
-    Number.isInteger(claim.pid) &&
-    (claim.pid as number) > 0 &&
-    typeof claim.createdAt === 'number' &&
-    isOptional(claim.startTime, 'string') &&
-    isOptional(claim.expiresAt, 'number') &&
-    isOptional(claim.label, 'string')
-  );
-}
-
-interface Header {
-  version: typeof STATE_VERSION;
-  bootId?: string;
-  claims: ClaimRecord[];
-}
-
-interface Change {
-  add: ClaimRecord[];
-  drop: string[];
-}
-
-function isHeader(value: unknown): value is Header {
-  if (typeof value !== 'object' || value === null) return false;
-  const header = value as Record<string, unknown>;
-  return (
-    header.version === STATE_VERSION &&
-    isOptional(header.bootId, 'string') &&
-    Array.isArray(header.claims) &&
-    header.claims.every(isClaimRecord)
-  );
-}
-
-function isChange(value: unknown): value is Change {
-  if (typeof value !== 'object' || value === null) return false;
-  const change = value as Record<string, unknown>;
-  return (
-    Array.isArray(change.add) &&
-    change.add.every(isClaimRecord) &&
-    Array.isArray(change.drop) &&
-    change.drop.every((key) => typeof key === 'string')
-  );
-}
-
-/** Identifies one stored record: pieces of a split claim share an id but never a start. */
-export function recordKey(claim: Pick<ClaimRecord, 'id' | 'start'>): string {
-  return `${claim.id}:${claim.start}`;
-}
-
-/** Builds the stored identity fields of a claim owner without writing `undefined` keys. */
-export function ownerFields(startTime: StartTime): Pick<ClaimRecord, 'startTime'> {
-  return startTime === undefined ? {} : { startTime };
-}
-
-/** What is known of the file as last read or written by this process. */
+/** What this process knows of the current generation, as last read or written. */
 interface Snapshot {
-  /** Identity of the file version this snapshot matches. */
+  /** Identity of the file the bytes were read from. */
   dev: number;
   ino: number;
   /** Tells a new file that reuses a freed inode number from the old one. */
   birthtimeMs: number;
+  /** Bytes consumed: the header and every complete line after it. */
   size: number;
   mtimeMs: number;
   ctimeMs: number;
-  /** Bytes of the header line; the rest is the change log. */
   headerBytes: number;
+  /** Generation id from the header; accepted lines name it. */
+  gen: string;
+  /** How many lines of this generation were accepted: the next line must name this number. */
+  seq: number;
+  /** Set once a seal was accepted: the generation continues in this sibling file. */
+  sealedTo: string | undefined;
   bootId: string | undefined;
   records: Map<string, ClaimRecord>;
+}
+
+function identityOf(stats: Stats): Pick<Snapshot, 'dev' | 'ino' | 'birthtimeMs' | 'mtimeMs' | 'ctimeMs'> {
+  return { dev: stats.dev, ino: stats.ino, birthtimeMs: stats.birthtimeMs, mtimeMs: stats.mtimeMs, ctimeMs: stats.ctimeMs };
 }
 
 function sameInode(snapshot: Snapshot, stats: Stats): boolean {
@@ -151,9 +85,9 @@ function sameInode(snapshot: Snapshot, stats: Stats): boolean {
 }
 
 /**
- * Whether `stats` is the file the snapshot was read from (possibly grown since). Compaction
- * frees inode numbers that a later compaction may get again; only the birth time tells such
- * a file apart, so where the filesystem reports none (0) this is never assumed.
+ * Whether `stats` is the file the snapshot was read from (possibly grown since). A new
+ * generation may get a freed inode number again; only the birth time tells such a file
+ * apart, so where the filesystem reports none (0) this is never assumed.
  */
 function sameFile(snapshot: Snapshot, stats: Stats): boolean {
   return snapshot.birthtimeMs !== 0 && sameInode(snapshot, stats);
@@ -161,37 +95,70 @@ function sameFile(snapshot: Snapshot, stats: Stats): boolean {
 
 /** Whether `stats` is exactly the version the snapshot holds (ctime has nanoseconds: a new file cannot match it). */
 function sameVersion(snapshot: Snapshot, stats: Stats): boolean {
-  return (
-    sameInode(snapshot, stats) &&
-    snapshot.size === stats.size &&
-    snapshot.mtimeMs === stats.mtimeMs &&
-    snapshot.ctimeMs === stats.ctimeMs
-  );
+  return sameInode(snapshot, stats) && snapshot.size === stats.size && snapshot.mtimeMs === stats.mtimeMs && snapshot.ctimeMs === stats.ctimeMs;
 }
-
-const warnedPaths = new Set<string>();
 
 function errnoCode(error: unknown): string | undefined {
   return (error as NodeJS.ErrnoException | null)?.code;
 }
 
+function ioError(action: string, path: string, error: unknown): StateIoError {
+  return error instanceof StateIoError ? error : new StateIoError(`Cannot ${action} the state file ${path}: ${(error as Error).message}`, error);
+}
+
+function closeQuietly(fd: number): void {
+  try {
+    closeSync(fd);
+  } catch {
+    // Nothing more to do with it.
+  }
+}
+
+function unlinkQuietly(path: string): void {
+  try {
+    unlinkSync(path);
+  } catch {
+    // Already gone.
+  }
+}
+
+let writeCounter = 0;
+const writerToken = randomToken();
+function nextWriteToken(): string {
+  writeCounter = (writeCounter + 1) % Number.MAX_SAFE_INTEGER;
+  return `${writerToken}.${writeCounter.toString(36)}`;
+}
+
+const warnedPaths = new Set<string>();
+
 /**
- * The state file of one host: a snapshot line followed by a log of changes, so that a
- * claim appends one short line instead of rewriting everything. Every line is written with
- * one `write` while the lock is held; a line cut short by a crash is never complete (a
- * proper prefix of a JSON object does not parse) and is skipped, so a reader always sees
- * the state before or after a change, never half of one. The log is compacted into a new
- * snapshot (temporary file + rename) once it outweighs the snapshot. What this process last
- * read or wrote is kept in memory, and only the lines other processes appended since are
- * read back.
+ * The state file of one host: a header line (generation id and snapshot) followed by a log
+ * of change lines, so a claim appends one short line instead of rewriting everything.
+ *
+ * **Fencing.** The lock keeps writers apart, but a holder can be paused (SIGSTOP, a suspended
+ * laptop, a VM stopped by its host) between checking that it still holds the lock and
+ * writing. So the write itself is fenced: every line names its generation and the number of
+ * accepted lines it was computed after, and readers apply a line only if it is exactly the
+ * next one. A writer reads its line back and reports whether it was the one accepted; a
+ * stale writer's line is void for every reader, including itself.
+ *
+ * **Generations.** Compaction writes the snapshot to a new, uniquely named sibling file, seals
+ * the current file with a fenced line naming it, and only then renames it into place.
+ * Whoever meets an accepted seal renames the named file into place before reading it, so
+ * a rename that a paused compactor makes late finds nothing to move and never puts an old
+ * generation back.
+ *
+ * A line cut short by a crash is never complete (a proper prefix of a JSON object does not
+ * parse) and is skipped. What this process last read or wrote is kept in memory, and only the
+ * lines appended since are read back.
  */
 export class StateStore {
   /** Path of the state file. */
   readonly path: string;
   private readonly shared: boolean;
   private snapshot: Snapshot | undefined;
-  /** Size of the file at the last load; larger than the snapshot's only after a cut-short write. */
-  private loadedSize = 0;
+  /** Whether the file ended in an unterminated fragment at the last load. */
+  private endsInFragment = false;
   /** The records handed out by the last load, with their keys: what commit diffs against. */
   private loaded = new Map<ClaimRecord, string>();
 
@@ -205,27 +172,9 @@ export class StateStore {
     return this.snapshot !== undefined;
   }
 
-  /**
-   * The current state. With `repair` (the lock held), a corrupt file is renamed aside
-   * (kept for inspection), a warning is emitted once, and an empty state returned; without
-   * it (reading without the lock), a corrupt file just reads as empty.
-   */
-  load(repair = true): StateData {
-    let stats: Stats;
-    try {
-      stats = statSync(this.path);
-    } catch (error) {
-      if (errnoCode(error) !== 'ENOENT') throw new StateIoError(`Cannot read the state file ${this.path}: ${(error as Error).message}`, error);
-      this.snapshot = undefined;
-      return { claims: [] };
-    }
-    this.loadedSize = stats.size;
-    const cached = this.snapshot;
-    if (cached === undefined || !sameVersion(cached, stats)) {
-      const grown = cached !== undefined && sameFile(cached, stats) && stats.size > cached.size;
-      this.snapshot = grown ? this.readAppended(cached, stats, repair) : this.readWhole(repair);
-    }
-    const snapshot = this.snapshot;
+  /** The current state: a fresh array of frozen records. */
+  load(options: LoadOptions): StateData {
+    const snapshot = this.refresh(options.repair);
     this.loaded = new Map();
     if (snapshot === undefined) return { claims: [] };
     const claims: ClaimRecord[] = [];
@@ -237,17 +186,19 @@ export class StateStore {
   }
 
   /**
-   * Stores `next`, the state last returned by {@link load} after changes, by appending the
-   * difference (or by writing a new snapshot when the log has grown or the boot changed).
-   * Must be called with the lock held, right after `load`.
+   * Stores `next`, the state last returned by {@link load} after changes: appends the
+   * difference, or starts a new generation when the log has grown or the boot changed.
+   * Records are compared by identity, which freezing keeps meaningful.
+   *
+   * @returns whether the change was accepted. `false` means another writer got in first
+   * (this one lost the lock while paused): load again and recompute.
    */
-  commit(next: StateData): void {
+  commit(next: StateData): boolean {
     const current = this.snapshot;
-    if (current === undefined || current.bootId !== next.bootId || this.logBytes(current) > Math.max(MIN_COMPACT_LOG_BYTES, current.headerBytes)) {
-      this.writeSnapshot(next);
-      return;
+    if (current === undefined) return this.startGeneration(next, undefined);
+    if (current.gen === LEGACY_GENERATION || current.bootId !== next.bootId || this.logBytes(current) > Math.max(MIN_COMPACT_LOG_BYTES, current.headerBytes)) {
+      return this.startGeneration(next, current);
     }
-    // Records are never mutated, so identity tells what changed without comparing contents.
     const kept = new Set<ClaimRecord>();
     const add: ClaimRecord[] = [];
     for (const record of next.claims) {
@@ -256,39 +207,97 @@ export class StateStore {
     }
     const drop: string[] = [];
     for (const [record, key] of this.loaded) if (!kept.has(record)) drop.push(key);
-    if (add.length === 0 && drop.length === 0) return;
-    this.append(current, { add, drop });
+    if (add.length === 0 && drop.length === 0) return true;
+    const line: ChangeLine = { g: current.gen, at: current.seq, w: nextWriteToken(), add, drop };
+    return this.appendFenced(current, line);
   }
 
   private logBytes(snapshot: Snapshot): number {
     return snapshot.size - snapshot.headerBytes;
   }
 
-  private append(snapshot: Snapshot, change: Change): void {
+  /** Brings the snapshot up to date, following sealed generations. */
+  private refresh(repair: boolean): Snapshot | undefined {
+    for (let hop = 0; hop < MAX_GENERATION_HOPS; hop++) {
+      let stats: Stats;
+      try {
+        stats = statSync(this.path);
+      } catch (error) {
+        if (errnoCode(error) !== 'ENOENT') throw ioError('read', this.path, error);
+        this.snapshot = undefined;
+        return undefined;
+      }
+      const cached = this.snapshot;
+      if (cached === undefined || !sameVersion(cached, stats)) {
+        const grown = cached !== undefined && cached.sealedTo === undefined && sameFile(cached, stats) && stats.size > cached.size;
+        this.snapshot = grown ? this.readAppended(cached, stats, repair) : this.readWhole(repair);
+      }
+      const snapshot = this.snapshot;
+      this.endsInFragment = snapshot !== undefined && stats.size > snapshot.size;
+      if (snapshot?.sealedTo === undefined) return snapshot;
+      if (!this.publish(snapshot.sealedTo)) {
+        // The sealed file is still in place and what it names is gone (removed by hand):
+        // nothing can be read past the seal.
+        if (repair) this.setAside('sealed towards a file that no longer exists');
+        this.snapshot = undefined;
+        return undefined;
+      }
+    }
+    throw new StateIoError(`The state file ${this.path} was replaced ${MAX_GENERATION_HOPS} times while being read; try again.`, undefined);
+  }
+
+  /**
+   * Renames the generation `name` into place. Returns false only when it is gone while the
+   * file in place is still the sealed one, i.e. it can never be published.
+   */
+  private publish(name: string): boolean {
+    const from = join(dirname(this.path), name);
+    try {
+      renameSync(from, this.path);
+      return true;
+    } catch (error) {
+      if (errnoCode(error) !== 'ENOENT') throw ioError('replace', this.path, error);
+    }
+    // Someone else published it (or a later one) meanwhile, unless the sealed file is still here.
+    try {
+      const stats = statSync(this.path);
+      return this.snapshot === undefined || !sameInode(this.snapshot, stats);
+    } catch {
+      return true;
+    }
+  }
+
+  /** Appends `line` and reads back from what this process had read, to learn whether it was accepted. */
+  private appendFenced(snapshot: Snapshot, line: ChangeLine | SealLine): boolean {
     let fd: number | undefined;
     try {
-      fd = openSync(this.path, 'a+');
+      fd = openSync(this.path, APPEND_FLAGS);
       // A writer that crashed mid-line left a fragment without its newline: end it first,
       // so the fragment stays a line of its own (skipped by readers) and ours is whole.
-      const lead = this.loadedSize !== snapshot.size && this.endsWithFragment(fd) ? '\n' : '';
-      const line = Buffer.from(`${lead}${JSON.stringify(change)}\n`);
-      const written = writeSync(fd, line);
-      if (written !== line.length) {
-        // A short write (file size limit, quota, a full disk at a block boundary): take the
-        // fragment back, so the change is neither half there nor believed committed here.
-        ftruncateSync(fd, this.loadedSize);
-        throw Object.assign(new Error(`short write: ${written} of ${line.length} bytes`), { code: 'EIO' });
-      }
+      const lead = this.endsInFragment && this.endsWithFragment(fd) ? '\n' : '';
+      const bytes = Buffer.from(`${lead}${JSON.stringify(line)}\n`);
+      pausePoint('next' in line ? 'seal' : 'append');
+      const written = writeSync(fd, bytes);
+      // A short write (file size limit, quota, a full disk) leaves a fragment that readers
+      // skip. It is not cut off again: with a paused writer about, truncating could cut
+      // another writer's accepted line.
+      if (written !== bytes.length) throw Object.assign(new Error(`short write: ${written} of ${bytes.length} bytes`), { code: 'EIO' });
+      pausePoint('read-back');
       const stats = fstatSync(fd);
-      for (const key of change.drop) snapshot.records.delete(key);
-      for (const record of change.add) snapshot.records.set(recordKey(record), record);
-      Object.assign(snapshot, { size: stats.size, mtimeMs: stats.mtimeMs, ctimeMs: stats.ctimeMs });
+      // The file was replaced since our load: our line went to a generation it does not name.
+      if (!sameFile(snapshot, stats)) {
+        this.snapshot = undefined;
+        return false;
+      }
+      const appended = Buffer.alloc(stats.size - snapshot.size);
+      const read = appended.length === 0 ? 0 : readSync(fd, appended, 0, appended.length, snapshot.size);
+      return this.applyLines(snapshot, appended.subarray(0, read), stats, line.w);
     } catch (error) {
-      // The file on disk now holds at most a fragment that readers skip; forget the cache.
       this.snapshot = undefined;
-      throw new StateIoError(`Cannot write the state file ${this.path}: ${(error as Error).message}`, error);
+      if (errnoCode(error) === 'ENOENT') return false; // removed since the load: load again
+      throw ioError('write', this.path, error);
     } finally {
-      if (fd !== undefined) closeSync(fd);
+      if (fd !== undefined) closeQuietly(fd);
     }
   }
 
@@ -300,91 +309,130 @@ export class StateStore {
     return last[0] !== NEWLINE;
   }
 
-  private writeSnapshot(next: StateData): void {
-    const header: Header = {
-      version: STATE_VERSION,
-      ...(next.bootId === undefined ? {} : { bootId: next.bootId }),
-      claims: next.claims,
+  /**
+   * Writes `next` as a new generation and makes it current: created in place with `link`
+   * when there is no file (fails if another writer created one), or by sealing `current`.
+   */
+  private startGeneration(next: StateData, current: Snapshot | undefined): boolean {
+    const gen = randomToken();
+    const name = `${basename(this.path)}.${gen}`;
+    const genPath = join(dirname(this.path), name);
+    const text = `${JSON.stringify({ version: STATE_VERSION, gen, ...(next.bootId === undefined ? {} : { bootId: next.bootId }), claims: next.claims })}\n`;
+    let stats: Stats;
+    try {
+      stats = this.writeNewFile(genPath, Buffer.from(text));
+    } catch (error) {
+      unlinkQuietly(genPath);
+      this.snapshot = undefined;
+      throw ioError('write', this.path, error);
+    }
+    let accepted: boolean;
+    try {
+      if (current === undefined) {
+        accepted = this.linkIfAbsent(genPath);
+        unlinkQuietly(genPath);
+      } else {
+        accepted = this.appendFenced(current, { g: current.gen, at: current.seq, w: nextWriteToken(), next: name });
+        if (accepted) {
+          pausePoint('publish');
+          this.publish(name);
+        }
+        else unlinkQuietly(genPath);
+      }
+    } catch (error) {
+      unlinkQuietly(genPath);
+      throw error;
+    }
+    if (!accepted) return false;
+    const headerBytes = stats.size;
+    this.snapshot = {
+      ...identityOf(stats),
+      size: headerBytes,
+      headerBytes,
+      gen,
+      seq: 0,
+      sealedTo: undefined,
+      bootId: next.bootId,
+      records: new Map(next.claims.map((claim) => [recordKey(claim), claim])),
     };
-    const text = `${JSON.stringify(header)}\n`;
-    const temporaryPath = `${this.path}.tmp-${process.pid}`;
+    this.endsInFragment = false;
+    return true;
+  }
+
+  private writeNewFile(path: string, bytes: Buffer): Stats {
+    const fd = openSync(path, 'wx', this.shared ? SHARED_FILE_MODE : PRIVATE_FILE_MODE);
     try {
       // No fsync: the claims only matter within this boot, and a crash of the machine ends the boot.
-      writeFileSync(temporaryPath, text, { mode: this.shared ? SHARED_FILE_MODE : PRIVATE_FILE_MODE });
+      let offset = 0;
+      while (offset < bytes.length) offset += writeSync(fd, bytes, offset);
       // The umask usually strips group write, which the other users of a shared directory need.
-      if (this.shared) chmodSync(temporaryPath, SHARED_FILE_MODE);
-      renameSync(temporaryPath, this.path);
-      const stats = statSync(this.path);
-      this.snapshot = {
-        dev: stats.dev,
-        ino: stats.ino,
-        birthtimeMs: stats.birthtimeMs,
-        size: stats.size,
-        mtimeMs: stats.mtimeMs,
-        ctimeMs: stats.ctimeMs,
-        headerBytes: Buffer.byteLength(text),
-        bootId: next.bootId,
-        records: new Map(next.claims.map((claim) => [recordKey(claim), claim])),
-      };
+      if (this.shared) fchmodSync(fd, SHARED_FILE_MODE);
+      return fstatSync(fd);
+    } finally {
+      closeQuietly(fd);
+    }
+  }
+
+  private linkIfAbsent(genPath: string): boolean {
+    try {
+      linkSync(genPath, this.path);
+      return true;
     } catch (error) {
-      this.snapshot = undefined;
-      try {
-        unlinkSync(temporaryPath);
-      } catch {
-        // Nothing to clean up.
-      }
-      throw new StateIoError(`Cannot write the state file ${this.path}: ${(error as Error).message}`, error);
+      if (errnoCode(error) === 'EEXIST') return false; // another writer created it first
+      throw error;
     }
   }
 
   private readWhole(repair: boolean): Snapshot | undefined {
     let fd: number;
     try {
-      fd = openSync(this.path, 'r');
+      fd = openSync(this.path, READ_FLAGS);
     } catch (error) {
       if (errnoCode(error) === 'ENOENT') return undefined;
-      throw new StateIoError(`Cannot read the state file ${this.path}: ${(error as Error).message}`, error);
+      throw ioError('read', this.path, error);
     }
     let buffer: Buffer;
     let stats: Stats;
     try {
       // Stat the open file, so the identity recorded is that of the bytes read.
       stats = fstatSync(fd);
-      buffer = readFileSync(fd);
+      if (!stats.isFile()) throw new StateIoError(`The state file ${this.path} is not a regular file; remove it.`, undefined);
+      buffer = Buffer.alloc(stats.size);
+      let length = 0;
+      while (length < buffer.length) {
+        const read = readSync(fd, buffer, length, buffer.length - length, length);
+        if (read === 0) break;
+        length += read;
+      }
+      buffer = buffer.subarray(0, length);
+    } catch (error) {
+      throw ioError('read', this.path, error);
     } finally {
-      closeSync(fd);
+      closeQuietly(fd);
     }
-    const text = buffer.toString('utf8');
-    const firstEnd = text.indexOf('\n');
-    let header: unknown;
-    try {
-      header = firstEnd === -1 ? undefined : JSON.parse(text.slice(0, firstEnd));
-    } catch {
-      header = undefined;
-    }
-    if (!isHeader(header)) {
-      const version = (header as { version?: unknown } | null | undefined)?.version;
-      if (typeof version === 'number' && version > STATE_VERSION) {
+    const firstEnd = buffer.indexOf(NEWLINE);
+    const header = parseHeader(firstEnd === -1 ? undefined : buffer.toString('utf8', 0, firstEnd));
+    if (!header.ok) {
+      if (header.newerVersion !== undefined) {
         // Setting a newer format aside would discard its claims, and both versions would
         // then hand out the same ports: refuse instead, loudly.
         throw new StateIoError(
-          `The state file ${this.path} was written by a newer portlease (format ${version}, this one reads ${STATE_VERSION}). ` +
+          `The state file ${this.path} was written by a newer portlease (format ${header.newerVersion}, this one reads ${STATE_VERSION}). ` +
             'Use one portlease version per state directory: upgrade this one, or give it its own stateDir.',
           undefined,
         );
       }
-      if (repair) this.setAside(this.describeCorruption(text, header));
+      if (repair) this.setAside(buffer.length === 0 ? 'empty' : header.reason);
       return undefined;
     }
-    const headerBytes = Buffer.byteLength(text.slice(0, firstEnd + 1));
+    const headerBytes = firstEnd + 1;
     const snapshot: Snapshot = {
-      dev: stats.dev,
-      ino: stats.ino,
-      birthtimeMs: stats.birthtimeMs,
+      ...identityOf(stats),
       size: headerBytes,
-      mtimeMs: stats.mtimeMs,
-      ctimeMs: stats.ctimeMs,
       headerBytes,
+      gen: header.gen,
+      seq: 0,
+      sealedTo: undefined,
       bootId: header.bootId,
       records: new Map(header.claims.map((claim) => [recordKey(claim), claim])),
     };
@@ -393,51 +441,60 @@ export class StateStore {
   }
 
   private readAppended(snapshot: Snapshot, stats: Stats, repair: boolean): Snapshot | undefined {
-    const length = stats.size - snapshot.size;
-    const buffer = Buffer.alloc(length);
     let fd: number | undefined;
     try {
-      fd = openSync(this.path, 'r');
+      fd = openSync(this.path, READ_FLAGS);
       const current = fstatSync(fd);
-      // Replaced meanwhile (compacted by another process): read it whole instead.
+      // Replaced meanwhile (a new generation): read it whole instead.
       if (!sameFile(snapshot, current) || current.size < stats.size) return this.readWhole(repair);
-      readSync(fd, buffer, 0, length, snapshot.size);
+      const buffer = Buffer.alloc(current.size - snapshot.size);
+      const read = readSync(fd, buffer, 0, buffer.length, snapshot.size);
+      this.applyLines(snapshot, buffer.subarray(0, read), current);
+      return snapshot;
     } catch (error) {
       if (errnoCode(error) === 'ENOENT') return undefined;
-      throw new StateIoError(`Cannot read the state file ${this.path}: ${(error as Error).message}`, error);
+      throw ioError('read', this.path, error);
     } finally {
-      if (fd !== undefined) closeSync(fd);
+      if (fd !== undefined) closeQuietly(fd);
     }
-    this.applyLines(snapshot, buffer, stats);
-    return snapshot;
   }
 
-  /** Applies the complete change lines of `bytes` (which starts at `snapshot.size`). */
-  private applyLines(snapshot: Snapshot, bytes: Buffer, stats: Stats): void {
-    // Only complete lines count; a trailing fragment is a write still in progress or cut short.
+  /**
+   * Applies the complete lines of `bytes` (which starts at `snapshot.size`) that follow the
+   * fencing rule. Returns whether the line written with token `watch` was accepted.
+   */
+  private applyLines(snapshot: Snapshot, bytes: Buffer, stats: Stats, watch?: string): boolean {
+    // Only complete lines count; a trailing fragment is a write in progress or cut short.
     const complete = bytes.lastIndexOf(NEWLINE) + 1;
-    for (const line of bytes.subarray(0, complete).toString('utf8').split('\n')) {
-      if (line === '') continue;
-      let change: unknown;
-      try {
-        change = JSON.parse(line);
-      } catch {
-        continue; // A fragment left by a writer that crashed mid-line: never committed.
+    let accepted = false;
+    for (const text of bytes.toString('utf8', 0, complete).split('\n')) {
+      if (text === '' || snapshot.sealedTo !== undefined) continue;
+      const parsed = parseLogLine(text);
+      if (parsed.kind === 'void') continue;
+      if (parsed.kind === 'legacy') {
+        if (snapshot.gen !== LEGACY_GENERATION) continue;
+        this.applyChange(snapshot, parsed.add, parsed.drop);
+        continue;
       }
-      if (!isChange(change)) continue;
-      for (const key of change.drop) snapshot.records.delete(key);
-      for (const record of change.add) snapshot.records.set(recordKey(record), record);
+      const { line } = parsed;
+      // The fencing rule: exactly the next line of this generation, or void.
+      if (line.g !== snapshot.gen || line.at !== snapshot.seq) continue;
+      if (parsed.kind === 'seal') {
+        snapshot.seq++;
+        snapshot.sealedTo = parsed.line.next;
+      } else {
+        this.applyChange(snapshot, parsed.line.add, parsed.line.drop);
+      }
+      if (line.w === watch) accepted = true;
     }
     Object.assign(snapshot, { size: snapshot.size + complete, mtimeMs: stats.mtimeMs, ctimeMs: stats.ctimeMs });
-    // A fragment at the end means the identity no longer matches the bytes we consumed.
-    if (complete !== bytes.length) snapshot.mtimeMs = Number.NaN;
+    return accepted;
   }
 
-  private describeCorruption(text: string, header: unknown): string {
-    if (text.length === 0) return 'empty';
-    if (header === undefined) return 'not valid JSON';
-    const version = (header as { version?: unknown } | null)?.version;
-    return version === STATE_VERSION ? 'malformed' : `of unknown version ${JSON.stringify(version)}`;
+  private applyChange(snapshot: Snapshot, add: readonly ClaimRecord[], drop: readonly string[]): void {
+    for (const key of drop) snapshot.records.delete(key);
+    for (const record of add) snapshot.records.set(recordKey(record), record);
+    snapshot.seq++;
   }
 
   private setAside(reason: string): void {
@@ -446,6 +503,7 @@ export class StateStore {
     try {
       renameSync(this.path, asidePath);
     } catch (error) {
+      if (errnoCode(error) === 'ENOENT') return;
       throw new StateIoError(`Cannot set aside the corrupt state file ${this.path}: ${(error as Error).message}`, error);
     }
     if (!warnedPaths.has(this.path)) {

@@ -1,12 +1,27 @@
-import { appendFileSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { appendFileSync, closeSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { PortAllocator, StateIoError } from '../src/index.js';
 import { type ClaimRecord, CORRUPT_STATE_WARNING, STATE_VERSION, StateStore } from '../src/state.js';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { currentBootId } from '../src/liveness.js';
 import { statePaths } from '../src/state-dir.js';
 import { distEntry, fixturesDir, freeRunBase, killAll, makeStateDir, nextMessage, storedClaims } from './helpers.js';
+
+/** Mounting a tmpfs needs root (CI runs as root); elsewhere the full-disk case is skipped, and says so. */
+const canMountTmpfs = ((): boolean => {
+  if (process.platform !== 'linux' || process.getuid?.() !== 0) return false;
+  const probe = mkdtempSync(join(tmpdir(), 'portlease-mount-'));
+  try {
+    if (spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', probe]).status !== 0) return false;
+    spawnSync('umount', [probe]);
+    return true;
+  } finally {
+    rmSync(probe, { recursive: true, force: true });
+  }
+})();
+if (!canMountTmpfs) console.warn('state.test.ts: skipping the full-disk case: mounting a tmpfs needs root on Linux');
 
 let stateDir: string;
 let cleanup: () => void;
@@ -58,7 +73,7 @@ describe('a corrupt state file', () => {
     writeFileSync(allocator.stateFile, newer);
     const error = await allocator.claim({ base: await freeRunBase(1) }).catch((caught: unknown) => caught);
     expect(error).toBeInstanceOf(StateIoError);
-    expect((error as Error).message).toMatch(/newer portlease \(format 99, this one reads 2\)/);
+    expect((error as Error).message).toMatch(/newer portlease \(format 99, this one reads 3\)/);
     expect(readFileSync(allocator.stateFile, 'utf8')).toBe(newer);
     expect(readdirSync(stateDir).filter((name) => name.includes('.corrupt-'))).toEqual([]);
   });
@@ -75,57 +90,58 @@ describe('StateStore', () => {
   it('appends one line per change and reads back the same claims in a fresh store', () => {
     const path = join(stateDir, 'state.jsonl');
     const store = new StateStore(path, false);
-    const state = store.load();
+    const state = store.load({ repair: true });
     state.claims.push(record(9000), record(9001));
     store.commit(state);
-    const next = store.load();
+    const next = store.load({ repair: true });
     next.claims = next.claims.filter((claim) => claim.start !== 9000);
     next.claims.push(record(9002));
     store.commit(next);
     const lines = readFileSync(path, 'utf8').trimEnd().split('\n');
     expect(lines).toHaveLength(2); // the first commit wrote the snapshot, the second appended
-    expect(JSON.parse(lines[1]!)).toEqual({ add: [record(9002)], drop: ['id9000:9000'] });
-    expect(new StateStore(path, false).load().claims.map((claim) => claim.start)).toEqual([9001, 9002]);
+    // The line names the generation and the state it follows (one accepted line before it).
+    expect(JSON.parse(lines[1]!)).toMatchObject({ g: JSON.parse(lines[0]!).gen, at: 0, add: [record(9002)], drop: ['id9000:9000'] });
+    expect(new StateStore(path, false).load({ repair: true }).claims.map((claim) => claim.start)).toEqual([9001, 9002]);
   });
 
   it('sees what another store (process) appended or compacted since it last looked', () => {
     const path = join(stateDir, 'state.jsonl');
     const mine = new StateStore(path, false);
     const theirs = new StateStore(path, false);
-    const first = mine.load();
+    const first = mine.load({ repair: true });
     first.claims.push(record(9000));
     mine.commit(first);
-    const other = theirs.load();
+    const other = theirs.load({ repair: true });
     other.claims.push(record(9001));
     theirs.commit(other);
-    expect(mine.load().claims.map((claim) => claim.start)).toEqual([9000, 9001]);
+    expect(mine.load({ repair: true }).claims.map((claim) => claim.start)).toEqual([9000, 9001]);
     // Enough changes for their store to compact into a new file.
     for (let i = 0; i < 400; i++) {
-      const state = theirs.load();
+      const state = theirs.load({ repair: true });
       state.claims = state.claims.filter((claim) => claim.start !== 9001);
       state.claims.push({ ...record(9001), createdAt: i, label: 'x'.repeat(40) });
       theirs.commit(state);
     }
     expect(readFileSync(path, 'utf8').trimEnd().split('\n').length).toBeLessThan(400);
-    expect(mine.load().claims).toEqual(new StateStore(path, false).load().claims);
-    expect(mine.load().claims.find((claim) => claim.start === 9001)?.createdAt).toBe(399);
+    expect(mine.load({ repair: true }).claims).toEqual(new StateStore(path, false).load({ repair: true }).claims);
+    expect(mine.load({ repair: true }).claims.find((claim) => claim.start === 9001)?.createdAt).toBe(399);
   });
 
   it('skips a line cut short by a crashed writer, keeping every committed change', () => {
     const path = join(stateDir, 'state.jsonl');
     const store = new StateStore(path, false);
-    const state = store.load();
+    const state = store.load({ repair: true });
     state.claims.push(record(9000));
     store.commit(state);
     // What a writer killed in the middle of its write leaves behind.
     appendFileSync(path, '{"add":[{"id":"torn","start":9001,"cou');
     const fresh = new StateStore(path, false);
-    expect(fresh.load().claims.map((claim) => claim.start)).toEqual([9000]);
-    const next = fresh.load();
+    expect(fresh.load({ repair: true }).claims.map((claim) => claim.start)).toEqual([9000]);
+    const next = fresh.load({ repair: true });
     next.claims.push(record(9002));
     fresh.commit(next);
-    expect(new StateStore(path, false).load().claims.map((claim) => claim.start)).toEqual([9000, 9002]);
-    expect(store.load().claims.map((claim) => claim.start)).toEqual([9000, 9002]);
+    expect(new StateStore(path, false).load({ repair: true }).claims.map((claim) => claim.start)).toEqual([9000, 9002]);
+    expect(store.load({ repair: true }).claims.map((claim) => claim.start)).toEqual([9000, 9002]);
   });
 
   it('writes a new snapshot when the boot changes', () => {
@@ -133,31 +149,31 @@ describe('StateStore', () => {
     const store = new StateStore(path, false);
     store.commit({ bootId: 'a', claims: [record(9000)] });
     const inode = statSync(path).ino;
-    store.load();
+    store.load({ repair: true });
     store.commit({ bootId: 'b', claims: [] });
     expect(statSync(path).ino).not.toBe(inode);
-    expect(JSON.parse(readFileSync(path, 'utf8'))).toEqual({ version: STATE_VERSION, bootId: 'b', claims: [] });
+    expect(JSON.parse(readFileSync(path, 'utf8'))).toMatchObject({ version: STATE_VERSION, bootId: 'b', claims: [] });
   });
 
   it('warns only once per file and process', () => {
     const path = join(stateDir, 'claims-once.jsonl');
     const warn = vi.spyOn(process, 'emitWarning').mockImplementation(() => undefined);
     writeFileSync(path, 'nope');
-    new StateStore(path, false).load();
+    new StateStore(path, false).load({ repair: true });
     writeFileSync(path, 'nope again');
-    new StateStore(path, false).load();
+    new StateStore(path, false).load({ repair: true });
     expect(warn).toHaveBeenCalledTimes(1);
     expect(warn.mock.calls[0]![1]).toMatchObject({ code: CORRUPT_STATE_WARNING });
   });
 
-  it.skipIf(process.platform !== 'linux')('on a short append (file size limit), takes the fragment back and raises PORTLEASE_STATE_IO', async () => {
+  it.skipIf(process.platform !== 'linux')('on a short append (file size limit), records nothing and raises PORTLEASE_STATE_IO', async () => {
     const path = statePaths(stateDir).stateFile;
     const store = new StateStore(path, false);
-    // A state file of exactly 1,000 bytes, of this boot, so the next claim appends.
-    const claim = { ...record(9000), label: '' };
+    // A state file of exactly 1,000 bytes, of this boot, so the next claim appends: a header,
+    // then a blank line as padding (readers skip lines that are not changes).
     const bootId = currentBootId();
-    const header = (label: string) => `${JSON.stringify({ version: STATE_VERSION, ...(bootId ? { bootId } : {}), claims: [{ ...claim, label }] })}\n`;
-    store.commit({ ...(bootId ? { bootId } : {}), claims: [{ ...claim, label: 'x'.repeat(1000 - header('').length) }] });
+    store.commit({ ...(bootId ? { bootId } : {}), claims: [record(9000)] });
+    appendFileSync(path, `${' '.repeat(999 - statSync(path).size)}\n`);
     expect(statSync(path).size).toBe(1000);
     const before = readFileSync(path);
     // A real short write: under `ulimit -f 1` the kernel stops the file at 1,024 bytes.
@@ -172,29 +188,50 @@ describe('StateStore', () => {
     } finally {
       killAll([child]);
     }
-    // The fragment was taken back: the file is as it was, and the claim was never recorded.
-    expect(readFileSync(path)).toEqual(before);
-    expect(new StateStore(path, false).load().claims.map((stored) => stored.start)).toEqual([9000]);
+    // What was there is intact; the fragment is never read as a change, so the claim was never recorded.
+    expect(readFileSync(path).subarray(0, 1000)).toEqual(before);
+    expect(new StateStore(path, false).load({ repair: false }).claims.map((stored) => stored.start)).toEqual([9000]);
   });
 
-  it.skipIf(process.platform !== 'linux')('on a full disk, keeps the old file intact and raises PORTLEASE_STATE_IO', () => {
-    const path = join(stateDir, 'state.jsonl');
-    const store = new StateStore(path, false);
-    store.commit({ claims: [record(9000)] });
-    const before = readFileSync(path, 'utf8');
-    // A real ENOSPC: the snapshot's temporary file is a symlink to /dev/full, which rejects every write.
-    symlinkSync('/dev/full', `${path}.tmp-${process.pid}`);
-    let caught: unknown;
-    try {
-      store.commit({ bootId: 'other', claims: [] });
-    } catch (error) {
-      caught = error;
-    }
-    expect(caught).toBeInstanceOf(StateIoError);
-    expect((caught as StateIoError).code).toBe('PORTLEASE_STATE_IO');
-    expect(((caught as StateIoError).cause as NodeJS.ErrnoException).code).toBe('ENOSPC');
-    expect(readFileSync(path, 'utf8')).toBe(before);
-    expect(readdirSync(stateDir)).toEqual(['state.jsonl']);
-    expect(new StateStore(path, false).load().claims).toEqual([record(9000)]);
+  describe.skipIf(!canMountTmpfs)('on a full disk (a real 64 KiB tmpfs)', () => {
+    let disk: string;
+    beforeEach(() => {
+      disk = join(stateDir, 'disk');
+      mkdirSync(disk);
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', disk]);
+    });
+    afterEach(() => {
+      execFileSync('umount', [disk]);
+    });
+
+    it('keeps the old file intact, leaves no new generation behind and raises PORTLEASE_STATE_IO', () => {
+      const path = join(disk, 'state.jsonl');
+      const store = new StateStore(path, false);
+      expect(store.commit({ claims: [record(9000)] })).toBe(true);
+      const before = readFileSync(path, 'utf8');
+      // Fill the rest of the disk.
+      const filler = Buffer.alloc(4096, 120);
+      const fd = openSync(join(disk, 'filler'), 'w');
+      try {
+        for (let i = 0; i < 64; i++) writeSync(fd, filler);
+      } catch (error) {
+        expect((error as NodeJS.ErrnoException).code).toBe('ENOSPC');
+      } finally {
+        closeSync(fd);
+      }
+      store.load({ repair: true });
+      let caught: unknown;
+      try {
+        store.commit({ bootId: 'other', claims: [] }); // a boot change writes a new generation
+      } catch (error) {
+        caught = error;
+      }
+      expect(caught).toBeInstanceOf(StateIoError);
+      expect((caught as StateIoError).code).toBe('PORTLEASE_STATE_IO');
+      expect(((caught as StateIoError).cause as NodeJS.ErrnoException).code).toBe('ENOSPC');
+      expect(readFileSync(path, 'utf8')).toBe(before);
+      expect(readdirSync(disk).sort()).toEqual(['filler', 'state.jsonl']);
+      expect(new StateStore(path, false).load({ repair: false }).claims).toEqual([record(9000)]);
+    });
   });
 });

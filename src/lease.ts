@@ -1,0 +1,79 @@
+import { claimedPorts } from './claims.js';
+import type { ClaimRecord } from './state-format.js';
+
+/** Ports held for their owner until released, or until the owner exits. */
+export interface Lease extends AsyncDisposable {
+  /** The claimed ports, consecutive and ascending. */
+  readonly ports: readonly number[];
+  /** The first claimed port (`ports[0]`). */
+  readonly port: number;
+  /** The host the ports were probed on. */
+  readonly host: string;
+  /** PID of the process the claim belongs to. */
+  readonly pid: number;
+  /** The label given to the claim, if any. */
+  readonly label: string | undefined;
+  /** Gives the ports back. Safe to call more than once. */
+  release(): Promise<void>;
+}
+
+/** A claim as reported by {@link PortAllocator.list}. */
+export interface ClaimInfo {
+  /** Unique id of the claim. */
+  id: string;
+  /** The claimed ports, consecutive and ascending. */
+  ports: number[];
+  /** The host the ports were probed on. */
+  host: string;
+  /** PID of the owner (in the owner's PID namespace). */
+  pid: number;
+  /** The claim's label, if any. */
+  label: string | undefined;
+  /** When the claim was made. */
+  createdAt: Date;
+  /** When the claim expires whatever its owner does, if it was made with a TTL. */
+  expiresAt: Date | undefined;
+  /** Whether the claim still holds its ports (owner alive, or TTL not reached). */
+  live: boolean;
+}
+
+/** Which claims {@link PortAllocator.releaseWhere} gives back; omitted fields match anything. */
+export interface ReleaseFilter {
+  /** Only these ports. */
+  ports?: number | readonly number[] | undefined;
+  /** Only claims owned by this PID. */
+  pid?: number | undefined;
+  /** Only claims with this label. */
+  label?: string | undefined;
+}
+
+/** Options of {@link PortAllocator.list}. */
+export interface ListOptions {
+  /** Also report claims that no longer hold their ports (owner dead, TTL passed). */
+  includeDead?: boolean | undefined;
+}
+
+/** The lease handed out for `claim`; `drop` removes the claim, at most once. */
+export function toLease(claim: ClaimRecord, drop: () => Promise<void>): Lease {
+  const ports = Object.freeze(claimedPorts(claim));
+  let released: Promise<void> | undefined;
+  const release = (): Promise<void> => {
+    released ??= drop();
+    return released;
+  };
+  return { ports, port: claim.start, host: claim.host, pid: claim.pid, label: claim.label, release, [Symbol.asyncDispose]: release };
+}
+
+/** How `list` reports a stored claim. */
+export function toClaimInfo(claim: ClaimRecord, live: boolean): ClaimInfo {
+  return {
+    id: claim.id,
+    ports: claimedPorts(claim),
+    host: claim.host,
+    pid: claim.pid,
+    label: claim.label,
+    createdAt: new Date(claim.createdAt),
+    expiresAt: claim.expiresAt === undefined ? undefined : new Date(claim.expiresAt),
+    live,
+  };
+}

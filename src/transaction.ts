@@ -1,0 +1,144 @@
+import { StateIoError } from './errors.js';
+import { currentBootId } from './liveness.js';
+import { type LockSettings, StateLock } from './lock.js';
+import { StateStore } from './state.js';
+import type { StateData } from './state-format.js';
+import { prepareStateDir, type StatePaths } from './state-dir.js';
+
+/** What a change made of the state: whether to write it back, and what to hand the caller. */
+export interface ChangeOutcome<T> {
+  changed: boolean;
+  result: T;
+}
+
+/**
+ * A change to the state: synchronous, and free of effects outside `state`, because it runs
+ * again on a fresh copy whenever its first write turns out to be void.
+ */
+export type StateChange<T> = (state: StateData) => ChangeOutcome<T>;
+
+// Each void write means another writer's line got in first, so every retry follows real progress.
+const MAX_ATTEMPTS = 8;
+
+function isMissingStateDir(error: unknown): boolean {
+  return error instanceof StateIoError && (error.cause as NodeJS.ErrnoException | undefined)?.code === 'ENOENT';
+}
+
+/** Settings of a {@link StateTransactions}. */
+export interface TransactionSettings extends LockSettings {
+  /** Whether the state directory is deliberately shared by several users. */
+  shared: boolean;
+}
+
+/**
+ * Read-change-write of one state file: the lock, the store, the boot check and the state
+ * directory, and the retry when a write is void. Every change the allocator makes goes
+ * through {@link run}; nothing else writes the state file.
+ */
+export class StateTransactions {
+  private readonly paths: StatePaths;
+  private readonly shared: boolean;
+  private readonly lock: StateLock;
+  private readonly store: StateStore;
+  private prepared = false;
+
+  constructor(paths: StatePaths, settings: TransactionSettings) {
+    this.paths = paths;
+    this.shared = settings.shared;
+    this.lock = new StateLock(paths.stateFile, settings);
+    this.store = new StateStore(paths.stateFile, settings.shared);
+  }
+
+  /** Creates the state directory if needed and checks it is safe, once. */
+  prepare(): void {
+    if (this.prepared) return;
+    prepareStateDir(this.paths.dir, this.shared);
+    this.prepared = true;
+  }
+
+  /**
+   * Runs `change` on the current state under the lock and writes the state back when it
+   * changed (or when reading it dropped claims of an earlier boot). If the write is void
+   * (this process was paused while holding the lock and another writer got in), the change
+   * runs again on the fresh state: a result is returned only once its write was accepted.
+   */
+  async run<T>(change: StateChange<T>): Promise<T> {
+    this.prepare();
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const outcome = await this.lock.runExclusive(() => this.apply(change));
+        if (outcome.accepted) return outcome.result;
+      } catch (error) {
+        if (!isMissingStateDir(error) || attempt >= MAX_ATTEMPTS) throw error;
+        // A temp cleaner (systemd-tmpfiles, tmpreaper) removed the directory under a
+        // long-running process: create it again rather than fail every claim from now on.
+        this.prepared = false;
+        this.prepare();
+      }
+      if (attempt >= MAX_ATTEMPTS) {
+        throw new StateIoError(
+          `Could not record a change in ${this.paths.stateFile}: ${MAX_ATTEMPTS} writes in a row were overtaken by other writers. Nothing was changed.`,
+          undefined,
+        );
+      }
+    }
+  }
+
+  /** {@link run} without waiting: only if the lock is free right now, for process exit. Never throws. */
+  runNowIfFree(change: StateChange<unknown>): void {
+    try {
+      const held = this.lock.tryAcquireSync();
+      if (held === undefined) return;
+      try {
+        this.apply(change);
+      } finally {
+        held.release();
+      }
+    } catch {
+      // Exit must not fail because of us; reaping covers what was left.
+    }
+  }
+
+  /**
+   * The state without the lock: every change is one whole line, so a reader sees each change
+   * entirely or not yet. A corrupt file reads as empty here and is repaired by the next writer.
+   */
+  read(): StateData {
+    this.prepare();
+    return this.store.load({ repair: false });
+  }
+
+  /**
+   * Reads the state into this process's copy before taking the lock, so the locked read only
+   * has the lines appended since. Errors are left for the locked read to report.
+   */
+  prefetch(): StateData | undefined {
+    if (this.store.hasSnapshot) return undefined;
+    try {
+      return this.read();
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Whether `state` belongs to the running boot (always, where the platform has no boot id). */
+  isCurrentBoot(state: StateData): boolean {
+    const bootId = currentBootId();
+    return bootId === undefined || state.bootId === bootId;
+  }
+
+  private apply<T>(change: StateChange<T>): { accepted: boolean; result: T } {
+    const state = this.store.load({ repair: true });
+    const bootChanged = !this.isCurrentBoot(state);
+    if (bootChanged) {
+      // Every owner of an earlier boot is gone, and so are the servers its TTL claims were for.
+      state.claims = [];
+      const bootId = currentBootId();
+      if (bootId === undefined) delete state.bootId;
+      else state.bootId = bootId;
+    }
+    const { changed, result } = change(state);
+    if (!changed && !bootChanged) return { accepted: true, result };
+    return { accepted: this.store.commit(state), result };
+  }
+}
