@@ -21,13 +21,20 @@ describe(`cross-process race: ${PROCESSES} processes × ${PORTS_EACH} ports × $
   beforeAll(() => ({ dir: stateDir, cleanup } = makeStateDir()));
   afterAll(() => cleanup());
 
-  for (let round = 1; round <= ROUNDS; round++) {
-    it(`round ${round}: no port handed out twice, every port bindable`, async () => {
+  const rounds = Array.from({ length: ROUNDS }, (_, index) => ({ round: index + 1, skewMs: 0 }));
+  // Half the contenders with a wall clock 3 s ahead (NFS server skew, a clock step): lock
+  // staleness must not depend on comparing clocks, and the fencing would catch it if it did.
+  rounds.push({ round: ROUNDS + 1, skewMs: 3000 });
+  for (const { round, skewMs } of rounds) {
+    it(`round ${round}${skewMs === 0 ? '' : `, half the clocks ${skewMs} ms ahead`}: no port handed out twice, every port bindable`, async () => {
       // Below the ephemeral range (32768 on Linux), which claims skip by default.
       const base = 20_000 + Math.floor(Math.random() * 12_000);
       const children: ChildProcess[] = [];
       try {
-        for (let i = 0; i < PROCESSES; i++) children.push(forkFixture('race-claimer.mjs', [stateDir, String(base), String(PORTS_EACH)]));
+        for (let i = 0; i < PROCESSES; i++) {
+          const env = i % 2 === 1 && skewMs !== 0 ? { PORTLEASE_TEST_CLOCK_SKEW_MS: String(skewMs) } : {};
+          children.push(forkFixture('race-claimer.mjs', [stateDir, String(base), String(PORTS_EACH)], env));
+        }
         await Promise.all(children.map((child) => nextMessage(child)));
         const startAt = Date.now() + 300;
         const reports = children.map((child) => nextMessage<Report>(child, 30_000));
