@@ -5,6 +5,18 @@ import { HELP } from './help.js';
 import { openAllocator } from './open-allocator.js';
 import { defaultOwner } from './owner.js';
 
+/**
+ * The owner to record when no process can own the claim (the CLI is PID 1 of its
+ * namespace): with `--ttl`, the CLI itself, since a TTL claim does not die with its owner;
+ * without, a usage error rather than a claim that is dead on arrival.
+ */
+function ttlOwner(ttlMs: number | undefined): number {
+  if (ttlMs !== undefined) return process.pid;
+  throw new UsageError(
+    "portlease runs as PID 1 of its PID namespace, so no process there outlives it and a claim it owned would be dead at once. Pass --ttl DURATION, or --pid PID of the process that will use the ports. See 'portlease claim --help'.",
+  );
+}
+
 /** `portlease claim`: claims ports for the caller (see {@link defaultOwner}) and prints them. */
 export async function runClaim(args: string[]): Promise<number> {
   const { values, positionals } = parseCommandLine('claim', args, {
@@ -24,13 +36,8 @@ export async function runClaim(args: string[]): Promise<number> {
     throw new UsageError("--pid and --ttl exclude each other: a claim lives either as long as a process or for a time. See 'portlease claim --help'.");
   }
   const ttlMs = values.ttl === undefined ? undefined : asUsage('claim', () => parseDuration(values.ttl!, '--ttl'));
-  const request = asUsage('claim', () =>
-    resolveClaimOptions({
-      ...claimShape(values),
-      pid: parseWholeNumber('pid', values.pid) ?? defaultOwner(),
-      ttlMs,
-    }),
-  );
+  const pid = parseWholeNumber('pid', values.pid) ?? defaultOwner() ?? ttlOwner(ttlMs);
+  const request = asUsage('claim', () => resolveClaimOptions({ ...claimShape(values), pid, ttlMs }));
   const allocator = openAllocator('claim', values['state-dir']);
   const lease = await allocator.claim(request);
   let expiresAt: string | null = null;

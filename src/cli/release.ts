@@ -10,6 +10,12 @@ function parsePort(text: string): number {
   return Number(text);
 }
 
+function noOwner(): never {
+  throw new UsageError(
+    "portlease runs as PID 1 of its PID namespace, so it has no caller whose claims it could release. Pass --pid PID or --label L. See 'portlease release --help'.",
+  );
+}
+
 /**
  * `portlease release`: gives ports back. Without `--pid` or `--label` it acts for the
  * default owner, the same process `claim` would have made the claim for, so that
@@ -28,7 +34,7 @@ export async function runRelease(args: string[]): Promise<number> {
   }
   const ports = positionals.map(parsePort);
   const explicitPid = parseWholeNumber('pid', values.pid);
-  const pid = explicitPid ?? (values.label === undefined ? defaultOwner() : undefined);
+  const pid = explicitPid ?? (values.label === undefined ? defaultOwner() ?? noOwner() : undefined);
   const allocator = openAllocator('release', values['state-dir']);
   const released = await allocator.releaseWhere({ ports: ports.length > 0 ? ports : undefined, pid, label: values.label });
   if (values.json === true) process.stdout.write(`${JSON.stringify({ released })}\n`);
