@@ -16,11 +16,13 @@ const PROBE_TEXT = `  --protocol P     tcp (default), udp, or both: the port spa
   --allow-ephemeral  also hand out ports of the kernel's ephemeral range
   --allow-unsafe   also hand out ports browsers refuse (6000, 6665-6669, 10080, ...)`;
 
-const OWNER_TEXT = `The claim belongs to the process that ran portlease: the parent, walking up past
-wrappers that exit right after it (npm exec / npx and their 'sh -c', forked
-subshells such as the one of $(portlease claim | ...)). In a script, that is the
-script's shell: the ports stay claimed until the script ends or runs
-'portlease release'. On systems without /proc it is the parent process.`;
+const OWNER_TEXT = `The claim belongs to the process that will use the ports: the one that reads
+portlease's output (the shell of P=$(portlease claim), a background job's own
+subshell, the Python of subprocess.run), else the parent, walking up past
+wrappers that end with their command (timeout, flock, env, nice, xargs, npm exec,
+a 'sh -c' its parent waits for) but stopping at a background job. The ports stay
+claimed until that process ends or runs 'portlease release'. As PID 1 of a
+namespace, pass --ttl or --pid. Without /proc the owner is the parent process.`;
 
 /** Help text of each command, and of the tool (key `''`). */
 export const HELP: Readonly<Record<string, string>> = {
@@ -67,7 +69,7 @@ ${EXIT_CODES_TEXT}`,
 
 Gives claimed ports back and prints the released ports. With PORTs, only those; with
 none, every port that matches. Without --pid and --label, only claims of the default
-owner (the calling shell, as for 'claim') are released; with --label alone, that
+owner (the same process 'claim' would choose) are released; with --label alone, that
 label's claims of any owner. Releasing what is not claimed is not an error.
 
   --pid PID   release claims owned by PID
