@@ -152,8 +152,9 @@ export class PortAllocator {
   /** Gives back the claims that match `filter` (for tools acting on behalf of others, like the CLI). */
   async releaseWhere(filter: ReleaseFilter): Promise<number[]> {
     const ports = toPortSet(filter.ports);
+    const pids = filter.pid === undefined ? undefined : new Set([filter.pid].flat());
     const matches = (claim: ClaimRecord): boolean =>
-      (filter.pid === undefined || claim.pid === filter.pid) && (filter.label === undefined || claim.label === filter.label);
+      (pids === undefined || pids.has(claim.pid)) && (filter.label === undefined || claim.label === filter.label);
     return this.transactions.run((state) => {
       const { kept, released } = removePorts(state.claims, matches, ports);
       if (released.length > 0) state.claims = kept.map(freezeRecord);

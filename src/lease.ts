@@ -41,8 +41,8 @@ export interface ClaimInfo {
 export interface ReleaseFilter {
   /** Only these ports. */
   ports?: number | readonly number[] | undefined;
-  /** Only claims owned by this PID. */
-  pid?: number | undefined;
+  /** Only claims owned by this PID (or by one of these). */
+  pid?: number | readonly number[] | undefined;
   /** Only claims with this label. */
   label?: string | undefined;
 }

@@ -210,18 +210,46 @@ export function defaultOwner(
   read: (pid: number) => ProcessEntry | undefined = readProcessEntry,
   output: string | undefined = stdoutPipe(),
 ): number | undefined {
-  if (start === 0) return process.pid === 1 ? undefined : 1; // PID 1 of our namespace: a container's init
-  if (process.platform !== 'linux') return start;
+  return walkToOwner(start, read, output)?.owner;
+}
+
+/**
+ * The processes whose claims a bare `portlease release` gives back: the owner
+ * {@link defaultOwner} picks, and every process the walk passed on the way there. They are
+ * all ancestors of this very invocation, so a claim one of them owns was made by this same
+ * script or command string (the `sh -c` of `sh -c 'P=$(portlease claim); ...; portlease
+ * release'` reads the claim's output, while the release, whose output nobody reads, walks
+ * past it), never by another background job.
+ *
+ * @returns `undefined` when the CLI is PID 1 of its namespace (see {@link defaultOwner}).
+ */
+export function defaultOwners(
+  start: number = process.ppid,
+  read: (pid: number) => ProcessEntry | undefined = readProcessEntry,
+  output: string | undefined = stdoutPipe(),
+): number[] | undefined {
+  const walked = walkToOwner(start, read, output);
+  return walked === undefined ? undefined : [...new Set([...walked.passed, walked.owner])];
+}
+
+function walkToOwner(
+  start: number,
+  read: (pid: number) => ProcessEntry | undefined,
+  output: string | undefined,
+): { owner: number; passed: number[] } | undefined {
+  if (start === 0) return process.pid === 1 ? undefined : { owner: 1, passed: [] }; // PID 1 of our namespace: a container's init
+  if (process.platform !== 'linux') return { owner: start, passed: [] };
   let current = read(start);
-  if (current === undefined) return start;
-  const reader = output === undefined ? undefined : readerOf(output, current, read);
-  if (reader !== undefined) return reader.pid;
+  if (current === undefined) return { owner: start, passed: [] };
+  const passed: number[] = [];
   let onlyWrappersBelow = true;
   for (let depth = 0; depth < MAX_DEPTH && current.ppid > 1; depth++) {
     const parent = read(current.ppid);
     if (parent === undefined || !isTransient(current, parent, onlyWrappersBelow)) break;
+    passed.push(current.pid);
     onlyWrappersBelow &&= isWrapper(current.argv);
     current = parent;
   }
-  return current.pid;
+  const reader = output === undefined ? undefined : readerOf(output, read(start) ?? current, read);
+  return reader === undefined ? { owner: current.pid, passed } : { owner: reader.pid, passed: [...passed, current.pid] };
 }

@@ -1,7 +1,7 @@
 import { COMMON_OPTIONS, parseCommandLine, parseWholeNumber, UsageError } from './args.js';
 import { HELP } from './help.js';
 import { openAllocator } from './open-allocator.js';
-import { defaultOwner } from './owner.js';
+import { defaultOwners } from './owner.js';
 
 function parsePort(text: string): number {
   if (!/^\d{1,5}$/.test(text) || Number(text) < 1 || Number(text) > 65535) {
@@ -34,11 +34,11 @@ export async function runRelease(args: string[]): Promise<number> {
   }
   const ports = positionals.map(parsePort);
   const explicitPid = parseWholeNumber('pid', values.pid);
-  const pid = explicitPid ?? (values.label === undefined ? defaultOwner() ?? noOwner() : undefined);
+  const pid = explicitPid ?? (values.label === undefined ? defaultOwners() ?? noOwner() : undefined);
   const allocator = openAllocator('release', values['state-dir']);
   const released = await allocator.releaseWhere({ ports: ports.length > 0 ? ports : undefined, pid, label: values.label });
   if (values.json === true) process.stdout.write(`${JSON.stringify({ released })}\n`);
   else if (released.length > 0) process.stdout.write(`${released.join(' ')}\n`);
-  else process.stderr.write(`portlease: nothing to release (no claim ${pid === undefined ? '' : `of pid ${pid} `}matched)\n`);
+  else process.stderr.write(`portlease: nothing to release (no claim ${pid === undefined ? '' : `of pid ${[pid].flat().join(' or ')} `}matched)\n`);
   return 0;
 }

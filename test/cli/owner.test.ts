@@ -1,7 +1,7 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { defaultOwner, isBackgroundJob, isTransient, packageManagerOf, type ProcessEntry } from '../../src/cli/owner.js';
+import { defaultOwner, defaultOwners, isBackgroundJob, isTransient, packageManagerOf, type ProcessEntry } from '../../src/cli/owner.js';
 import { makeStateDir } from '../helpers.js';
 import { repoDir, runBash } from './run-cli.js';
 
@@ -81,6 +81,24 @@ describe('which processes the owner rule walks past', () => {
     expect(defaultOwner(77, read, undefined)).toBe(77); // unreadable: the parent itself
     // ppid 0: the parent is outside our PID namespace; PID 1 of ours (a container's init) owns it.
     if (process.pid !== 1) expect(defaultOwner(0, read, undefined)).toBe(1);
+  });
+
+  it("pairs a bare release with the claim of the same command string, and never reaches another job's", () => {
+    // node -> bash -c 'P=$(portlease claim); ...; portlease release': the claim's output is
+    // read by the bash -c; the release's output is not, so its walk passes the bash -c.
+    const table = new Map<number, ProcessEntry>([
+      [40, { ...entry(40, 30, ['bash', '-c', 'P=$(portlease claim); portlease release']), readEnds: ['pipe:[9]'] }],
+      [30, entry(30, 20, ['node', 'runner.js'])],
+      [20, entry(20, 1, ['bash', 'ci.sh'])],
+      // A background job of the same runner, with a claim of its own.
+      [45, { ...entry(45, 30, ['bash', '-c', 'P=$(portlease claim); sleep 60']), ignoresSigint: true }],
+    ]);
+    const read = (pid: number): ProcessEntry | undefined => table.get(pid);
+    if (process.platform !== 'linux') return;
+    expect(defaultOwner(40, read, 'pipe:[9]')).toBe(40); // the claim
+    expect(defaultOwner(40, read, undefined)).toBe(30); // the release's own owner...
+    expect(defaultOwners(40, read, undefined)).toEqual([40, 30]); // ...and what it gives back
+    expect(defaultOwners(45, read, undefined)).toEqual([45]); // the background job: only its own
   });
 });
 
