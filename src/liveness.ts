@@ -1,4 +1,4 @@
-import { closeSync, openSync, readFileSync, readSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, readlinkSync, readSync } from 'node:fs';
 
 /**
  * What identifies a process beyond its PID, so that a recycled PID is not mistaken
@@ -9,6 +9,7 @@ export type StartTime = string | undefined;
 
 const hasProcfs = process.platform === 'linux';
 let cachedBootId: string | undefined | null = null;
+let cachedPidNamespace: string | undefined | null = null;
 
 /**
  * The identity of the running boot: Linux's random boot id, or `undefined` where the
@@ -26,6 +27,26 @@ export function currentBootId(): string | undefined {
     }
   }
   return cachedBootId;
+}
+
+/**
+ * The PID namespace this process's PID belongs to: on Linux the inode number of
+ * `/proc/self/ns/pid` (`pid:[4026531836]` gives `'4026531836'`), read once. A PID is only
+ * meaningful within its namespace, so two claims whose namespaces differ cannot check each
+ * other's owner by PID. `undefined` elsewhere, or where `/proc` does not tell.
+ */
+export function currentPidNamespace(): string | undefined {
+  if (cachedPidNamespace === null) {
+    cachedPidNamespace = undefined;
+    if (hasProcfs) {
+      try {
+        cachedPidNamespace = /^pid:\[(\d+)\]$/.exec(readlinkSync('/proc/self/ns/pid'))?.[1];
+      } catch {
+        // /proc not mounted, or the link hidden: no namespace to record.
+      }
+    }
+  }
+  return cachedPidNamespace;
 }
 
 interface ProcStat {
