@@ -1,7 +1,9 @@
-import { claimedPorts, findFreeRun, isClaimLive, memoizeOwnerCheck, removePorts } from './claims.js';
+import { claimedPorts, findFreeRun, isClaimLive, memoizeOwnerCheck, type OwnerCheck, removePorts } from './claims.js';
 import { OwnerNotAliveError, PortsExhaustedError } from './errors.js';
 import { type ClaimInfo, type Lease, type ListOptions, type ReleaseFilter, toClaimInfo, toLease } from './lease.js';
-import { currentStartTime, isOwnerAlive, readStartTime, type StartTime } from './liveness.js';
+import { OwnerLiveness } from './foreign-owners.js';
+import { currentPidNamespace, currentStartTime, readStartTime, type StartTime } from './liveness.js';
+import { ensureOwnBeacon, sweepDeadBeacons } from './owner-beacon.js';
 import { type AllocatorOptions, type ClaimOptions, type ResolvedAllocatorOptions, type ResolvedClaimOptions, resolveAllocatorOptions, resolveClaimOptions } from './options.js';
 import { MAX_PORT } from './port-ranges.js';
 import { findBusyPorts } from './probe.js';
@@ -25,6 +27,9 @@ function toPortSet(ports: number | readonly number[] | undefined): Set<number> |
   }
   return new Set(list);
 }
+
+/** The fields of a claim that identify its owner beyond the PID. */
+type OwnerFields = Pick<ClaimRecord, 'startTime' | 'pidNs' | 'beacon'>;
 
 /** Whether a claim is one this thread gives back when it exits: its own process's, with no TTL. */
 function isReleasedAtExit(request: ResolvedClaimOptions): boolean {
@@ -51,6 +56,7 @@ export class PortAllocator {
   private readonly transactions: StateTransactions;
   private readonly socketTable: SocketTable | undefined;
   private readonly blockedPorts: BlockedPortsCache;
+  private readonly owners: OwnerLiveness;
 
   /** @throws {TypeError | RangeError} when an option is invalid. */
   constructor(options: AllocatorOptions = {}) {
@@ -65,6 +71,7 @@ export class PortAllocator {
       ? new SocketTable({ cacheFile: this.paths.socketCacheFile, cacheFileMode: this.options.sharedStateDir ? 0o660 : 0o600 })
       : undefined;
     this.blockedPorts = new BlockedPortsCache(this.options.ephemeralPortRange);
+    this.owners = new OwnerLiveness(this.paths.dir);
   }
 
   /** Absolute path of this host's state file. */
@@ -92,8 +99,9 @@ export class PortAllocator {
     const releasedAtExit = isReleasedAtExit(request) ? claimsReleasedAtExit(this.paths.stateFile, (ids) => this.releaseAtExit(ids)) : undefined;
     // Everything that can be done before taking the lock is, so the lock is held briefly even
     // by a fresh process whose code is still cold.
+    const owner = this.ownerFields(request.pid, ownerStartTime);
     const skipped = new SkippedPorts(this.blockedPorts.for(request), request.protocol === 'udp' ? undefined : this.socketTable);
-    this.warmUp();
+    await this.owners.refresh(this.warmUp());
     const busy = new Set<number>();
     let tentative: ClaimRecord | undefined;
     // Each round either succeeds or marks at least one more port busy, so it ends.
@@ -102,7 +110,7 @@ export class PortAllocator {
       try {
         tentative = await this.transactions.run((state) => {
           skipped.refreshInsideLock();
-          return this.recordClaim(state, request, ownerStartTime, busy, previous, skipped);
+          return this.recordClaim(state, request, owner, busy, previous, skipped);
         });
       } catch (error) {
         if (previous !== undefined) await this.dropClaimQuietly(previous.id);
@@ -169,18 +177,24 @@ export class PortAllocator {
    */
   async list(options: ListOptions = {}): Promise<ClaimInfo[]> {
     const state = this.transactions.read();
+    await this.owners.refresh(state.claims, { fresh: true });
     const now = Date.now();
     const currentBoot = this.transactions.isCurrentBoot(state);
-    const isAlive = memoizeOwnerCheck(isOwnerAlive);
+    const isAlive = this.ownerCheck();
     const infos = state.claims.map((claim) => toClaimInfo(claim, currentBoot && isClaimLive(claim, now, isAlive)));
     return infos.filter((info) => info.live || options.includeDead === true).sort((a, b) => a.ports[0]! - b.ports[0]!);
   }
 
-  /** Drops every claim whose owner is gone or whose TTL has passed. Resolves to how many were dropped. */
+  /**
+   * Drops every claim whose owner is gone or whose TTL has passed, and removes the beacon
+   * files of owners that were killed. Resolves to how many claims were dropped.
+   */
   async reap(): Promise<number> {
+    await this.owners.refresh(this.transactions.read().claims, { fresh: true });
+    await sweepDeadBeacons(this.paths.dir);
     return this.transactions.run((state) => {
       const now = Date.now();
-      const isAlive = memoizeOwnerCheck(isOwnerAlive);
+      const isAlive = this.ownerCheck();
       const before = state.claims.length;
       state.claims = state.claims.filter((claim) => isClaimLive(claim, now, isAlive));
       return { changed: state.claims.length !== before, result: before - state.claims.length };
@@ -190,14 +204,14 @@ export class PortAllocator {
   private recordClaim(
     state: StateData,
     request: ResolvedClaimOptions,
-    ownerStartTime: StartTime,
+    owner: OwnerFields,
     busy: ReadonlySet<number>,
     previous: ClaimRecord | undefined,
     skipped: SkippedPorts,
   ): ChangeOutcome<ClaimRecord> {
     if (previous !== undefined) state.claims = state.claims.filter((claim) => claim.id !== previous.id);
     const now = Date.now();
-    const isAlive = memoizeOwnerCheck(isOwnerAlive);
+    const isAlive = this.ownerCheck();
     const { start, dead } = findFreeRun(
       state.claims,
       request.base,
@@ -219,7 +233,7 @@ export class PortAllocator {
       count: request.count,
       host: request.host,
       pid: request.pid,
-      ...(ownerStartTime === undefined ? {} : { startTime: ownerStartTime }),
+      ...owner,
       createdAt: now,
       ...(request.ttlMs === undefined ? {} : { expiresAt: now + request.ttlMs }),
       ...(request.label === undefined ? {} : { label: request.label }),
@@ -228,14 +242,33 @@ export class PortAllocator {
     return { changed: true, result: claim };
   }
 
+  /** What identifies the owner beyond its PID: start time, PID namespace, and its beacon if it is this process. */
+  private ownerFields(pid: number, startTime: StartTime): OwnerFields {
+    const pidNs = currentPidNamespace();
+    // Only this process can hold a beacon for itself; a claim for another PID has none.
+    const beacon = pid === process.pid && pidNs !== undefined ? ensureOwnBeacon(this.paths.dir, this.options.sharedStateDir) : undefined;
+    return {
+      ...(startTime === undefined ? {} : { startTime }),
+      ...(pidNs === undefined ? {} : { pidNs }),
+      ...(beacon === undefined ? {} : { beacon }),
+    };
+  }
+
+  /** The owner check for one critical section (or one listing). */
+  private ownerCheck(): OwnerCheck {
+    return memoizeOwnerCheck((claim, ageMs) => this.owners.isAlive(claim, ageMs));
+  }
+
   /**
    * A fresh process reads the state before taking the lock, so the locked read only has the
    * lines appended since, and runs the search code once: cold code is several times slower,
    * and with many processes on few cores a holder slow on the CPU keeps everyone waiting.
+   * Returns the claims read, if it read.
    */
-  private warmUp(): void {
+  private warmUp(): readonly ClaimRecord[] | undefined {
     const state = this.transactions.prefetch();
     if (state !== undefined) findFreeRun(state.claims, 1, 1, () => false, () => true);
+    return state?.claims;
   }
 
   private async dropClaim(id: string, releasedAtExit: Set<string> | undefined): Promise<void> {

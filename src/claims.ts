@@ -1,9 +1,9 @@
-import { PID_REUSE_GUARD_MS } from './liveness.js';
+import { FOREIGN_OWNER_MAX_AGE_MS, PID_REUSE_GUARD_MS } from './liveness.js';
 import { MAX_PORT } from './port-ranges.js';
 import type { ClaimRecord } from './state-format.js';
 
-/** Tells whether a claim's owner still runs; see `isOwnerAlive` in liveness.ts. */
-export type OwnerCheck = (pid: number, startTime: string | undefined, ageMs: number) => boolean;
+/** Tells whether a claim's owner, which made it `ageMs` ago, still runs; see `OwnerLiveness`. */
+export type OwnerCheck = (claim: ClaimRecord, ageMs: number) => boolean;
 
 /**
  * Whether a claim still holds its ports at `now`: a claim with an expiry lives until then,
@@ -11,18 +11,19 @@ export type OwnerCheck = (pid: number, startTime: string | undefined, ageMs: num
  */
 export function isClaimLive(claim: ClaimRecord, now: number, isAlive: OwnerCheck): boolean {
   if (claim.expiresAt !== undefined) return now < claim.expiresAt;
-  return isAlive(claim.pid, claim.startTime, now - claim.createdAt);
+  return isAlive(claim, now - claim.createdAt);
 }
 
 /** Memoizes owner checks for the length of one critical section (many claims share an owner). */
 export function memoizeOwnerCheck(check: OwnerCheck): OwnerCheck {
   const seen = new Map<string, boolean>();
-  return (pid, startTime, ageMs) => {
-    // Young and old claims of one owner are checked differently (see PID_REUSE_GUARD_MS).
-    const key = `${pid}:${startTime ?? ''}:${ageMs < PID_REUSE_GUARD_MS ? 'young' : 'old'}`;
+  return (claim, ageMs) => {
+    // Claims of one owner are checked differently by age (see PID_REUSE_GUARD_MS, FOREIGN_OWNER_MAX_AGE_MS).
+    const age = ageMs < PID_REUSE_GUARD_MS ? 'young' : ageMs < FOREIGN_OWNER_MAX_AGE_MS ? 'old' : 'ancient';
+    const key = `${claim.pidNs ?? ''}:${claim.pid}:${claim.startTime ?? ''}:${claim.beacon ?? ''}:${age}`;
     let alive = seen.get(key);
     if (alive === undefined) {
-      alive = check(pid, startTime, ageMs);
+      alive = check(claim, ageMs);
       seen.set(key, alive);
     }
     return alive;

@@ -110,6 +110,13 @@ export function readStartTime(pid: number): StartTime | null {
 export const PID_REUSE_GUARD_MS = 30_000;
 
 /**
+ * How long a claim from another PID namespace holds its ports when nothing tells whether its
+ * owner still runs (no beacon: a claim made by the CLI for a shell, or a beacon this process
+ * may not open). A TTL given with the claim ends it earlier.
+ */
+export const FOREIGN_OWNER_MAX_AGE_MS = 24 * 60 * 60 * 1000;
+
+/**
  * Whether the process that had `pid` (and, when known, `startTime`) when it claimed
  * ports `ageMs` ago is still running. For claims older than {@link PID_REUSE_GUARD_MS},
  * the start time is compared, so a recycled PID does not keep a dead owner's claim, and a
