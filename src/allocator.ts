@@ -101,7 +101,7 @@ export class PortAllocator {
     // by a fresh process whose code is still cold.
     const owner = this.ownerFields(request.pid, ownerStartTime);
     const skipped = new SkippedPorts(this.blockedPorts.for(request), request.protocol === 'udp' ? undefined : this.socketTable);
-    await this.owners.refresh(this.warmUp());
+    await this.owners.refresh(await this.warmUp());
     const busy = new Set<number>();
     let tentative: ClaimRecord | undefined;
     // Each round either succeeds or marks at least one more port busy, so it ends.
@@ -260,13 +260,12 @@ export class PortAllocator {
   }
 
   /**
-   * A fresh process reads the state before taking the lock, so the locked read only has the
-   * lines appended since, and runs the search code once: cold code is several times slower,
-   * and with many processes on few cores a holder slow on the CPU keeps everyone waiting.
-   * Returns the claims read, if it read.
+   * A fresh process reads the state and runs the lock and search code once before it
+   * contends: cold code is several times slower, and with many processes on few cores a
+   * holder slow on the CPU keeps everyone waiting. Returns the claims read, if it read.
    */
-  private warmUp(): readonly ClaimRecord[] | undefined {
-    const state = this.transactions.prefetch();
+  private async warmUp(): Promise<readonly ClaimRecord[] | undefined> {
+    const state = await this.transactions.prefetch();
     if (state !== undefined) findFreeRun(state.claims, 1, 1, () => false, () => true);
     return state?.claims;
   }

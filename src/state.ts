@@ -36,7 +36,7 @@ const PRIVATE_FILE_MODE = 0o600;
 const SHARED_FILE_MODE = 0o660;
 // Appending is far cheaper than rewriting; the log is folded into a new generation once it
 // outweighs the snapshot (and at least this much).
-const MIN_COMPACT_LOG_BYTES = 16 * 1024;
+const MIN_COMPACT_LOG_BYTES = 32 * 1024;
 // Each hop follows one sealed generation; more in one load means files keep being replaced.
 const MAX_GENERATION_HOPS = 8;
 const NEWLINE = 0x0a;
@@ -291,6 +291,18 @@ export class StateStore {
       }
       const appended = Buffer.alloc(stats.size - snapshot.size);
       const read = appended.length === 0 ? 0 : readSync(fd, appended, 0, appended.length, snapshot.size);
+      // Usually nobody wrote in between: what follows our copy is exactly our line, so it is
+      // the next one and accepted, and there is nothing to parse.
+      if (read === bytes.length && lead === '' && appended.equals(bytes) && !this.endsInFragment) {
+        if ('next' in line) {
+          snapshot.seq++;
+          snapshot.sealedTo = line.next;
+        } else {
+          this.applyChange(snapshot, line.add, line.drop);
+        }
+        Object.assign(snapshot, { size: stats.size, mtimeMs: stats.mtimeMs, ctimeMs: stats.ctimeMs });
+        return true;
+      }
       return this.applyLines(snapshot, appended.subarray(0, read), stats, line.w);
     } catch (error) {
       this.snapshot = undefined;

@@ -1,6 +1,6 @@
 import { StateIoError } from './errors.js';
 import { currentBootId } from './liveness.js';
-import { type LockSettings, StateLock } from './lock.js';
+import { type LockSettings, StateLock, warmUpLock } from './lock.js';
 import { StateStore } from './state.js';
 import type { StateData } from './state-format.js';
 import { prepareStateDir, type StatePaths } from './state-dir.js';
@@ -109,16 +109,20 @@ export class StateTransactions {
   }
 
   /**
-   * Reads the state into this process's copy before taking the lock, so the locked read only
-   * has the lines appended since. Errors are left for the locked read to report.
+   * Once per process, before it contends: reads the state into this process's copy (so the
+   * locked read only has the lines appended since), and runs the lock code once on a lock of
+   * its own. Errors are left for the locked read to report. Resolves to the state read.
    */
-  prefetch(): StateData | undefined {
+  async prefetch(): Promise<StateData | undefined> {
     if (this.store.hasSnapshot) return undefined;
+    let state: StateData;
     try {
-      return this.read();
+      state = this.read();
     } catch {
       return undefined;
     }
+    await warmUpLock(this.paths.stateFile);
+    return state;
   }
 
   /** Whether `state` belongs to the running boot (always, where the platform has no boot id). */

@@ -56,7 +56,8 @@ function writeStateDueForCompaction(stateFile: string, port: number): void {
   const gen = 'test-generation';
   const claim = { id: 'test-claim', start: port, count: 1, host: '0.0.0.0', pid: process.pid, createdAt: Date.now() };
   const lines = [JSON.stringify({ version: STATE_VERSION, gen, ...(bootId === undefined ? {} : { bootId }), claims: [claim] })];
-  for (let at = 0; at < 70; at++) lines.push(JSON.stringify({ g: gen, at, w: `pad-${at}`, add: [], drop: [`none-${'x'.repeat(300)}`] }));
+  // Well past the compaction threshold (32 KiB of log).
+  for (let at = 0; at < 200; at++) lines.push(JSON.stringify({ g: gen, at, w: `pad-${at}`, add: [], drop: [`none-${'x'.repeat(300)}`] }));
   writeFileSync(stateFile, `${lines.join('\n')}\n`);
 }
 
