@@ -161,8 +161,9 @@ export class PortAllocator {
   async releaseWhere(filter: ReleaseFilter): Promise<number[]> {
     const ports = toPortSet(filter.ports);
     const pids = filter.pid === undefined ? undefined : new Set([filter.pid].flat());
-    const matches = (claim: ClaimRecord): boolean =>
-      (pids === undefined || pids.has(claim.pid)) && (filter.label === undefined || claim.label === filter.label);
+    // A PID names a process of this PID namespace: PID 1 here is not another container's PID 1.
+    const matchesPid = (claim: ClaimRecord): boolean => pids === undefined || (pids.has(claim.pid) && !OwnerLiveness.isForeign(claim));
+    const matches = (claim: ClaimRecord): boolean => matchesPid(claim) && (filter.label === undefined || claim.label === filter.label);
     return this.transactions.run((state) => {
       const { kept, released } = removePorts(state.claims, matches, ports);
       if (released.length > 0) state.claims = kept.map(freezeRecord);

@@ -30,8 +30,9 @@ export class OwnerLiveness {
 
   /** Whether `claim`'s PID belongs to another PID namespace than this process's. */
   static isForeign(claim: ClaimRecord): boolean {
-    const ours = currentPidNamespace();
-    return claim.pidNs !== undefined && ours !== undefined && claim.pidNs !== ours;
+    // Where this process cannot read its own namespace (/proc hidden), a claim that names one
+    // may still come from another: never judge it by a PID that may not be its owner's.
+    return claim.pidNs !== undefined && claim.pidNs !== currentPidNamespace();
   }
 
   /**

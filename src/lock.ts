@@ -37,6 +37,8 @@ function callSync<T>(work: () => T, callback: Callback<T>): void {
 const synchronousFs = {
   mkdir: (path: string, callback: Callback<void>) => callSync(() => void mkdirSync(path), callback),
   rmdir: (path: string, callback: Callback<void>) => callSync(() => rmdirSync(path), callback),
+  // proper-lockfile's exit hook removes a lock still held at exit with this.
+  rmdirSync: (path: string) => rmdirSync(path),
   stat: (path: string, callback: Callback<unknown>) => callSync(() => statSync(path), callback),
   realpath: (path: string, callback: Callback<string>) => callSync(() => realpathSync(path), callback),
   utimes: (path: string, atime: Date, mtime: Date, callback: Callback<void>) => callSync(() => utimesSync(path, atime, mtime), callback),
@@ -49,6 +51,8 @@ const forgetfulFs = { ...synchronousFs, rmdir: (_path: string, callback: Callbac
 // is check-then-remove: two waiters that both see the same stale lock can both end up
 // holding it. It is disabled with a stale time it never reaches; see breakIfStale instead.
 const NEVER_STALE_MS = 2 ** 30;
+// See StateLock.isAncient.
+const ANCIENT_LOCK_MS = 60_000;
 
 const compromisedWarnings = new Set<string>();
 function warnCompromised(lockPath: string, error: Error): void {
@@ -227,9 +231,20 @@ export class StateLock {
     const seen = this.sightings.get(path);
     if (seen?.identity !== identity) {
       this.sightings.set(path, { identity, since: now });
-      return undefined;
+      // A caller whose lockTimeoutMs is below staleMs would never see a crashed holder's lock
+      // go stale; a lock far older than any critical section by the wall clock is stale too.
+      // Clocks rarely disagree by that much, and a wrong break costs a retry, not a duplicate.
+      return this.isAncient(path) ? identity : undefined;
     }
     return now - seen.since >= this.settings.staleMs ? identity : undefined;
+  }
+
+  private isAncient(path: string): boolean {
+    try {
+      return Date.now() - lstatSync(path).mtimeMs > Math.max(ANCIENT_LOCK_MS, 10 * this.settings.staleMs);
+    } catch {
+      return false;
+    }
   }
 
   /** Removes a lock directory; says why not, for the timeout message, instead of retrying at once forever. */

@@ -36,7 +36,13 @@ interface OwnBeacon {
   server: Server;
   path: string;
   name: string;
+  /** Inode of the socket file as bound: tells when it was removed (or replaced) under us. */
+  ino: number;
 }
+
+// How often a process checks that its beacons are still in place (see keepBeaconsInPlace).
+const BEACON_CHECK_MS = 30_000;
+let checkTimer: NodeJS.Timeout | undefined;
 
 // Module state is per thread: each worker thread loads its own copy, hence its own beacons.
 const ownBeacons = new Map<string, OwnBeacon>();
@@ -90,11 +96,38 @@ function unlinkOwnBeacons(): void {
 export function ensureOwnBeacon(dir: string, shared: boolean): string | undefined {
   const absoluteDir = resolve(dir);
   const existing = ownBeacons.get(absoluteDir);
-  if (existing !== undefined) return existing.name;
+  if (existing !== undefined) {
+    if (isInPlace(existing)) return existing.name;
+    // Removed under us (the directory re-created, a temp cleaner): claims already name it,
+    // and a missing beacon reads as a dead owner, so bind the same name again.
+    ownBeacons.delete(absoluteDir);
+    existing.server.close();
+    return bindBeacon(absoluteDir, existing.name, shared);
+  }
+  return bindBeacon(absoluteDir, `owner-${randomToken()}.sock`, shared);
+}
 
-  const name = `owner-${randomToken()}.sock`;
+function isInPlace(beacon: OwnBeacon): boolean {
+  try {
+    return lstatSync(beacon.path).ino === beacon.ino;
+  } catch {
+    return false;
+  }
+}
+
+/** Every 30 s, puts back beacons removed under a process that claims no more (unref'd). */
+function keepBeaconsInPlace(shared: boolean): void {
+  if (checkTimer !== undefined) return;
+  checkTimer = setInterval(() => {
+    for (const [dir, beacon] of ownBeacons) if (!isInPlace(beacon)) ensureOwnBeacon(dir, shared);
+  }, BEACON_CHECK_MS);
+  checkTimer.unref();
+}
+
+function bindBeacon(absoluteDir: string, name: string, shared: boolean): string | undefined {
   const path = join(absoluteDir, name);
   if (!fitsSunPath(path)) return undefined;
+  tryUnlink(path); // a stale file of ours (replaced by someone) would make the bind fail
 
   const server = createServer((connection) => connection.destroy());
   // An accept error (EMFILE) would otherwise crash the owner; a failed bind is seen below.
@@ -115,7 +148,15 @@ export function ensureOwnBeacon(dir: string, shared: boolean): string | undefine
     tryUnlink(path);
     return undefined;
   }
-  ownBeacons.set(absoluteDir, { server, path, name });
+  let ino: number;
+  try {
+    ino = lstatSync(path).ino;
+  } catch {
+    server.close();
+    return undefined;
+  }
+  ownBeacons.set(absoluteDir, { server, path, name, ino });
+  keepBeaconsInPlace(shared);
   if (!exitHookInstalled) {
     exitHookInstalled = true;
     // A killed process skips this; its beacon is then removed by whoever finds it dead.
@@ -135,6 +176,10 @@ export function closeOwnBeacons(): void {
     tryUnlink(beacon.path);
   }
   ownBeacons.clear();
+  if (checkTimer !== undefined) {
+    clearInterval(checkTimer);
+    checkTimer = undefined;
+  }
   if (exitHookInstalled) {
     exitHookInstalled = false;
     process.off('exit', unlinkOwnBeacons);

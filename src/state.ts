@@ -56,11 +56,9 @@ export interface LoadOptions {
 
 /** What this process knows of the current generation, as last read or written. */
 interface Snapshot {
-  /** Identity of the file the bytes were read from. */
+  /** Identity of the file the bytes were read from (with `gen`, see generationOf). */
   dev: number;
   ino: number;
-  /** Tells a new file that reuses a freed inode number from the old one. */
-  birthtimeMs: number;
   /** Bytes consumed: the header and every complete line after it. */
   size: number;
   mtimeMs: number;
@@ -76,26 +74,40 @@ interface Snapshot {
   records: Map<string, ClaimRecord>;
 }
 
-function identityOf(stats: Stats): Pick<Snapshot, 'dev' | 'ino' | 'birthtimeMs' | 'mtimeMs' | 'ctimeMs'> {
-  return { dev: stats.dev, ino: stats.ino, birthtimeMs: stats.birthtimeMs, mtimeMs: stats.mtimeMs, ctimeMs: stats.ctimeMs };
+function identityOf(stats: Stats): Pick<Snapshot, 'dev' | 'ino' | 'mtimeMs' | 'ctimeMs'> {
+  return { dev: stats.dev, ino: stats.ino, mtimeMs: stats.mtimeMs, ctimeMs: stats.ctimeMs };
 }
 
 function sameInode(snapshot: Snapshot, stats: Stats): boolean {
-  return snapshot.ino === stats.ino && snapshot.dev === stats.dev && snapshot.birthtimeMs === stats.birthtimeMs;
+  return snapshot.ino === stats.ino && snapshot.dev === stats.dev;
 }
+
+/** Whether `stats` is exactly the version the snapshot holds: a shortcut that skips reading. */
+function sameVersion(snapshot: Snapshot, stats: Stats): boolean {
+  // A new file that reused the inode number with the same size and times would pass; then a
+  // claim computed from the stale view is written to the wrong generation and is void, so
+  // the shortcut can cost a retry, never a duplicate.
+  return sameInode(snapshot, stats) && snapshot.size === stats.size && snapshot.mtimeMs === stats.mtimeMs && snapshot.ctimeMs === stats.ctimeMs;
+}
+
+const HEADER_PREFIX = /^\{"version":3,"gen":"([^"]+)"/;
+const LEGACY_HEADER_PREFIX = '{"version":2,';
 
 /**
- * Whether `stats` is the file the snapshot was read from (possibly grown since). A new
- * generation may get a freed inode number again; only the birth time tells such a file
- * apart, so where the filesystem reports none (0) this is never assumed.
+ * The generation an open state file belongs to, from its first bytes. This, not the inode
+ * or birth time, tells one generation from the next: inode numbers are reused, and many
+ * filesystems report no birth time (or a changing one).
  */
-function sameFile(snapshot: Snapshot, stats: Stats): boolean {
-  return snapshot.birthtimeMs !== 0 && sameInode(snapshot, stats);
+function generationOf(fd: number): string | undefined {
+  const head = Buffer.alloc(96);
+  const text = head.toString('utf8', 0, readSync(fd, head, 0, head.length, 0));
+  if (text.startsWith(LEGACY_HEADER_PREFIX)) return LEGACY_GENERATION;
+  return HEADER_PREFIX.exec(text)?.[1];
 }
 
-/** Whether `stats` is exactly the version the snapshot holds (ctime has nanoseconds: a new file cannot match it). */
-function sameVersion(snapshot: Snapshot, stats: Stats): boolean {
-  return sameInode(snapshot, stats) && snapshot.size === stats.size && snapshot.mtimeMs === stats.mtimeMs && snapshot.ctimeMs === stats.ctimeMs;
+/** Whether the open file `fd` (with `stats`) is the generation the snapshot was read from. */
+function sameGeneration(snapshot: Snapshot, stats: Stats, fd: number): boolean {
+  return sameInode(snapshot, stats) && generationOf(fd) === snapshot.gen;
 }
 
 function errnoCode(error: unknown): string | undefined {
@@ -229,7 +241,7 @@ export class StateStore {
       }
       const cached = this.snapshot;
       if (cached === undefined || !sameVersion(cached, stats)) {
-        const grown = cached !== undefined && cached.sealedTo === undefined && sameFile(cached, stats) && stats.size > cached.size;
+        const grown = cached !== undefined && cached.sealedTo === undefined && sameInode(cached, stats) && stats.size >= cached.size;
         this.snapshot = grown ? this.readAppended(cached, stats, repair) : this.readWhole(repair);
       }
       const snapshot = this.snapshot;
@@ -238,7 +250,7 @@ export class StateStore {
       if (!this.publish(snapshot.sealedTo)) {
         // The sealed file is still in place and what it names is gone (removed by hand):
         // nothing can be read past the seal.
-        if (repair) this.setAside('sealed towards a file that no longer exists');
+        if (repair) this.setAside('sealed towards a file that no longer exists', snapshot);
         this.snapshot = undefined;
         return undefined;
       }
@@ -272,9 +284,10 @@ export class StateStore {
     let fd: number | undefined;
     try {
       fd = openSync(this.path, APPEND_FLAGS);
-      // A writer that crashed mid-line left a fragment without its newline: end it first,
-      // so the fragment stays a line of its own (skipped by readers) and ours is whole.
-      const lead = this.endsInFragment && this.endsWithFragment(fd) ? '\n' : '';
+      // A writer that crashed or was cut short mid-line left a fragment without its newline:
+      // end it first, with a NUL so that it can never parse (a write one byte short leaves
+      // a whole JSON object), and ours is a line of its own.
+      const lead = this.endsInFragment && this.endsWithFragment(fd) ? '\0\n' : '';
       const bytes = Buffer.from(`${lead}${JSON.stringify(line)}\n`);
       pausePoint('next' in line ? 'seal' : 'append');
       const written = writeSync(fd, bytes);
@@ -285,7 +298,7 @@ export class StateStore {
       pausePoint('read-back');
       const stats = fstatSync(fd);
       // The file was replaced since our load: our line went to a generation it does not name.
-      if (!sameFile(snapshot, stats)) {
+      if (!sameGeneration(snapshot, stats, fd)) {
         this.snapshot = undefined;
         return false;
       }
@@ -339,21 +352,22 @@ export class StateStore {
       throw ioError('write', this.path, error);
     }
     let accepted: boolean;
-    try {
-      if (current === undefined) {
+    if (current === undefined) {
+      try {
         accepted = this.linkIfAbsent(genPath);
+      } finally {
         unlinkQuietly(genPath);
-      } else {
-        accepted = this.appendFenced(current, { g: current.gen, at: current.seq, w: nextWriteToken(), next: name });
-        if (accepted) {
-          pausePoint('publish');
-          this.publish(name);
-        }
-        else unlinkQuietly(genPath);
       }
-    } catch (error) {
-      unlinkQuietly(genPath);
-      throw error;
+    } else {
+      // Once the seal is written it may be accepted (a failed read-back says nothing), and a
+      // seal naming a missing file loses every claim: from here the file is only removed
+      // when the seal is known to be void. An orphan generation file is harmless.
+      accepted = this.appendFenced(current, { g: current.gen, at: current.seq, w: nextWriteToken(), next: name });
+      if (!accepted) unlinkQuietly(genPath);
+      else {
+        pausePoint('publish');
+        this.publish(name);
+      }
     }
     if (!accepted) return false;
     const headerBytes = stats.size;
@@ -434,7 +448,7 @@ export class StateStore {
           undefined,
         );
       }
-      if (repair) this.setAside(buffer.length === 0 ? 'empty' : header.reason);
+      if (repair) this.setAside(buffer.length === 0 ? 'empty' : header.reason, stats);
       return undefined;
     }
     const headerBytes = firstEnd + 1;
@@ -458,7 +472,7 @@ export class StateStore {
       fd = openSync(this.path, READ_FLAGS);
       const current = fstatSync(fd);
       // Replaced meanwhile (a new generation): read it whole instead.
-      if (!sameFile(snapshot, current) || current.size < stats.size) return this.readWhole(repair);
+      if (!sameGeneration(snapshot, current, fd) || current.size < snapshot.size) return this.readWhole(repair);
       const buffer = Buffer.alloc(current.size - snapshot.size);
       const read = readSync(fd, buffer, 0, buffer.length, snapshot.size);
       this.applyLines(snapshot, buffer.subarray(0, read), current);
@@ -509,7 +523,13 @@ export class StateStore {
     snapshot.seq++;
   }
 
-  private setAside(reason: string): void {
+  /**
+   * Renames the file in place aside (kept for inspection), if it is still `expected`, the
+   * file found corrupt. A holder paused before this rename may find another file in place by
+   * then (its successor's, fresh and valid): such a file is put back at once, and nothing
+   * is read from the check that went stale.
+   */
+  private setAside(reason: string, expected: Pick<Stats, 'dev' | 'ino'>): void {
     const stamp = new Date().toISOString().replace(/[:.]/g, '-');
     const asidePath = `${this.path}.corrupt-${stamp}-${process.pid}`;
     try {
@@ -517,6 +537,16 @@ export class StateStore {
     } catch (error) {
       if (errnoCode(error) === 'ENOENT') return;
       throw new StateIoError(`Cannot set aside the corrupt state file ${this.path}: ${(error as Error).message}`, error);
+    }
+    const moved = statSync(asidePath, { throwIfNoEntry: false });
+    if (moved !== undefined && (moved.dev !== expected.dev || moved.ino !== expected.ino)) {
+      try {
+        linkSync(asidePath, this.path);
+        unlinkSync(asidePath);
+      } catch {
+        // A third process created a file meanwhile; what was moved stays aside, under its name.
+      }
+      return;
     }
     if (!warnedPaths.has(this.path)) {
       warnedPaths.add(this.path);

@@ -125,10 +125,14 @@ export class StateTransactions {
     return state;
   }
 
-  /** Whether `state` belongs to the running boot (always, where the platform has no boot id). */
+  /**
+   * Whether `state` belongs to the running boot: always where the platform has no boot id,
+   * and where the file names none (written where the boot id could not be read), since
+   * nothing says its claims are older.
+   */
   isCurrentBoot(state: StateData): boolean {
     const bootId = currentBootId();
-    return bootId === undefined || state.bootId === bootId;
+    return bootId === undefined || state.bootId === undefined || state.bootId === bootId;
   }
 
   private apply<T>(change: StateChange<T>): { accepted: boolean; result: T } {

@@ -75,6 +75,8 @@ describe.skipIf(!canUnshare)(`two PID namespaces sharing one state directory${ca
     const old = await claimInNewNamespace(base, -31_000);
     expect(old.report.ports).toEqual([base + 2]);
 
+    // Outside, PID 1 is init: a release by PID never reaches the inner PID 1's claims.
+    expect(await outside.releaseWhere({ pid: 1 })).toEqual([]);
     // Outside: both inner claims hold, by their owners' beacons, and reaping leaves them.
     expect((await outside.claim({ base })).port).toBe(base + 3);
     expect(await outside.reap()).toBe(0);

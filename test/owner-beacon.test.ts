@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { chmodSync, chownSync, existsSync, lstatSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -90,6 +90,19 @@ describe.skipIf(!supported)('owner beacon', () => {
     const next = ensureOwnBeacon(dir, true)!;
     expect(next).not.toBe(name);
     expect(lstatSync(join(dir, next)).mode & 0o777).toBe(0o660);
+  });
+
+  it('binds the same name again when its socket was removed under it (a temp cleaner, the directory re-created)', async () => {
+    const name = ensureOwnBeacon(dir, false)!;
+    // Claims already name it: a missing socket would read as a dead owner.
+    unlinkSync(join(dir, name));
+    expect((await probeBeacons(dir, [name])).get(name)).toBe('dead');
+    expect(ensureOwnBeacon(dir, false)).toBe(name);
+    expect((await probeBeacons(dir, [name])).get(name)).toBe('alive');
+    rmSync(dir, { recursive: true, force: true });
+    mkdirSync(dir);
+    expect(ensureOwnBeacon(dir, false)).toBe(name);
+    expect((await probeBeacons(dir, [name])).get(name)).toBe('alive');
   });
 
   it('refuses a path longer than sun_path rather than binding a truncated one', () => {

@@ -144,6 +144,20 @@ describe('StateStore', () => {
     expect(store.load({ repair: true }).claims.map((claim) => claim.start)).toEqual([9000, 9002]);
   });
 
+  it('never applies a line cut one byte short (a whole JSON object without its newline), even once the next writer ends it', () => {
+    const path = join(stateDir, 'state.jsonl');
+    const store = new StateStore(path, false);
+    store.commit({ claims: [record(9000)] });
+    const gen = (JSON.parse(readFileSync(path, 'utf8').split('\n')[0]!) as { gen: string }).gen;
+    // A writer whose write stopped one byte short: the line is complete JSON, the newline missing.
+    appendFileSync(path, JSON.stringify({ g: gen, at: 0, w: 'cut-short', add: [record(9001)], drop: [] }));
+    const next = store.load({ repair: true });
+    expect(next.claims.map((claim) => claim.start)).toEqual([9000]);
+    next.claims.push(record(9002));
+    expect(store.commit(next)).toBe(true);
+    expect(new StateStore(path, false).load({ repair: false }).claims.map((claim) => claim.start)).toEqual([9000, 9002]);
+  });
+
   it('writes a new snapshot when the boot changes', () => {
     const path = join(stateDir, 'state.jsonl');
     const store = new StateStore(path, false);
