@@ -1,3 +1,4 @@
+import { resolve } from 'node:path';
 import { type ClaimInfo, type Lease, type ListOptions, PortAllocator } from './allocator.js';
 import type { ClaimOptions } from './options.js';
 
@@ -12,8 +13,21 @@ export function getDefaultAllocator(): PortAllocator {
   return defaultAllocator;
 }
 
+// One allocator per state directory: each keeps a copy of the state and a lock queue, which
+// only help if calls for the same directory share them.
+const allocatorsByDir = new Map<string, PortAllocator>();
+
 function allocatorFor(stateDir: string | undefined): PortAllocator {
-  return stateDir === undefined ? getDefaultAllocator() : new PortAllocator({ stateDir });
+  if (stateDir === undefined) return getDefaultAllocator();
+  // An invalid value gets the allocator's own TypeError.
+  if (typeof stateDir !== 'string' || stateDir === '') return new PortAllocator({ stateDir });
+  const key = resolve(stateDir);
+  let allocator = allocatorsByDir.get(key);
+  if (allocator === undefined) {
+    allocator = new PortAllocator({ stateDir });
+    allocatorsByDir.set(key, allocator);
+  }
+  return allocator;
 }
 
 /** Options of the module-level functions: a claim's options plus where the state lives. */

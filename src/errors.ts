@@ -21,8 +21,27 @@ export type PortleaseErrorCode =
   | 'PORTLEASE_OWNER_NOT_ALIVE'
   | 'PORTLEASE_HOST_UNAVAILABLE';
 
+// Brands survive two copies of the package in one process (a CommonJS and an ESM build, two
+// versions in a monorepo), where `instanceof` on the class alone would fail.
+const kPortleaseError = Symbol.for('portlease.error');
+
+function isBranded(value: unknown): value is PortleaseError {
+  return typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[kPortleaseError] === true;
+}
+
 /** Base class of every error portlease raises on purpose (bad arguments raise `TypeError`/`RangeError`). */
 export class PortleaseError extends Error {
+  /** The code every instance of a subclass has; `undefined` on the base class. */
+  static readonly code: PortleaseErrorCode | undefined = undefined;
+
+  /**
+   * `instanceof` that also recognises errors of another copy of portlease: by brand, and for
+   * a subclass by its code.
+   */
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    return isBranded(value) && (this.code === undefined || value.code === this.code);
+  }
+
   override name = 'PortleaseError';
   /** Stable, documented error code. */
   readonly code: PortleaseErrorCode;
@@ -30,6 +49,7 @@ export class PortleaseError extends Error {
   constructor(code: PortleaseErrorCode, message: string, options?: ErrorOptions) {
     super(message, options);
     this.code = code;
+    Object.defineProperty(this, kPortleaseError, { value: true });
   }
 }
 
@@ -45,6 +65,7 @@ export interface ExhaustedDetail {
 
 /** No run of `count` consecutive free, unclaimed ports exists in the searched range. */
 export class PortsExhaustedError extends PortleaseError {
+  static override readonly code = 'PORTLEASE_EXHAUSTED' as const;
   override name = 'PortsExhaustedError';
   /** First port of the searched range. */
   readonly base: number;
@@ -62,9 +83,12 @@ export class PortsExhaustedError extends PortleaseError {
 
 /** The cross-process lock on the state file was not acquired within `lockTimeoutMs`. */
 export class LockTimeoutError extends PortleaseError {
+  static override readonly code = 'PORTLEASE_LOCK_TIMEOUT' as const;
   override name = 'LockTimeoutError';
   /** The lock directory that stayed held. */
   readonly lockPath: string;
+  /** Why a stale lock could not be broken, when that is what kept it held. */
+  readonly breakFailure: string | undefined;
 
   /** @param breakFailure - why a stale lock could not be broken, when that is what kept it held. */
   constructor(lockPath: string, timeoutMs: number, breakFailure?: string) {
@@ -77,11 +101,13 @@ export class LockTimeoutError extends PortleaseError {
             'Remove it by hand, or give portlease a state directory of its own.',
     );
     this.lockPath = lockPath;
+    this.breakFailure = breakFailure;
   }
 }
 
 /** The state directory could be tampered with by someone else, so it is not used. */
 export class UnsafeStateDirError extends PortleaseError {
+  static override readonly code = 'PORTLEASE_UNSAFE_STATE_DIR' as const;
   override name = 'UnsafeStateDirError';
   /** The refused directory. */
   readonly path: string;
@@ -94,6 +120,7 @@ export class UnsafeStateDirError extends PortleaseError {
 
 /** The state file or directory could not be read or written; no claim was changed. */
 export class StateIoError extends PortleaseError {
+  static override readonly code = 'PORTLEASE_STATE_IO' as const;
   override name = 'StateIoError';
 
   constructor(message: string, cause: unknown) {
@@ -103,6 +130,7 @@ export class StateIoError extends PortleaseError {
 
 /** A claim on behalf of another process was asked for, but that process is not running. */
 export class OwnerNotAliveError extends PortleaseError {
+  static override readonly code = 'PORTLEASE_OWNER_NOT_ALIVE' as const;
   override name = 'OwnerNotAliveError';
   /** The PID that is not alive. */
   readonly pid: number;
@@ -115,6 +143,7 @@ export class OwnerNotAliveError extends PortleaseError {
 
 /** No port can be bound on the requested host: it is not an address of this machine. */
 export class HostUnavailableError extends PortleaseError {
+  static override readonly code = 'PORTLEASE_HOST_UNAVAILABLE' as const;
   override name = 'HostUnavailableError';
   /** The host that could not be bound. */
   readonly host: string;
@@ -129,7 +158,27 @@ export class HostUnavailableError extends PortleaseError {
   }
 }
 
-/** Whether `value` is an error raised by portlease, optionally with the given code. */
-export function isPortleaseError(value: unknown, code?: PortleaseErrorCode): value is PortleaseError {
-  return value instanceof PortleaseError && (code === undefined || value.code === code);
+/** The error class of each code. */
+export interface PortleaseErrorByCode {
+  PORTLEASE_EXHAUSTED: PortsExhaustedError;
+  PORTLEASE_LOCK_TIMEOUT: LockTimeoutError;
+  PORTLEASE_UNSAFE_STATE_DIR: UnsafeStateDirError;
+  PORTLEASE_STATE_IO: StateIoError;
+  PORTLEASE_OWNER_NOT_ALIVE: OwnerNotAliveError;
+  PORTLEASE_HOST_UNAVAILABLE: HostUnavailableError;
+}
+
+/**
+ * Whether `value` is an error raised by portlease (by any copy of the package), and with a
+ * code, whether it has that code; it then narrows to that code's class.
+ *
+ * @example
+ * ```ts
+ * if (isPortleaseError(error, 'PORTLEASE_LOCK_TIMEOUT')) console.error(error.lockPath);
+ * ```
+ */
+export function isPortleaseError<C extends PortleaseErrorCode>(value: unknown, code: C): value is PortleaseErrorByCode[C];
+export function isPortleaseError(value: unknown): value is PortleaseError;
+export function isPortleaseError(value: unknown, code?: PortleaseErrorCode): boolean {
+  return isBranded(value) && (code === undefined || value.code === code);
 }

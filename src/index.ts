@@ -23,7 +23,7 @@ export {
   StateIoError,
   UnsafeStateDirError,
 } from './errors.js';
-export type { PortleaseErrorCode } from './errors.js';
+export type { ExhaustedDetail, PortleaseErrorByCode, PortleaseErrorCode } from './errors.js';
 export { SHARED_STATE_DIR_ENV, STATE_DIR_ENV } from './options.js';
 export type { AllocatorOptions, ClaimOptions, Protocol } from './options.js';
 export type { PortExclusion, PortRange } from './port-ranges.js';

@@ -30,9 +30,13 @@ export function describeFailure(error: unknown): { line: string; exitCode: numbe
   }
   if (isPortleaseError(error, 'PORTLEASE_LOCK_TIMEOUT')) {
     // The library's hint names an API option; the command line has no such flag.
-    const lockPath = (error as { lockPath?: string }).lockPath;
+    const { lockPath, breakFailure } = error;
+    const line =
+      breakFailure === undefined
+        ? `${error.code}: another process held the lock ${lockPath} too long. Retry; if no portlease process is running, remove that directory.`
+        : `${error.code}: the lock ${lockPath} is stale but portlease ${breakFailure}. Remove it by hand.`;
     return {
-      line: oneLine(`${error.code}: another process held the lock ${lockPath} too long. Retry; if no portlease process is running, remove that directory.`),
+      line: oneLine(line),
       exitCode: EXIT_CODES.lockTimeout,
     };
   }
