@@ -5,7 +5,7 @@ import { get as httpGet } from 'node:http';
 import { connect, createServer, isIP, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { markLocalPorts } from '../src/socket-table.js';
 import { type ClaimRecord, StateStore } from '../src/state.js';
 
@@ -79,6 +79,31 @@ export async function freeRunBase(span: number): Promise<number> {
 
 export const fixturesDir = fileURLToPath(new URL('./fixtures/', import.meta.url));
 export const distEntry = fileURLToPath(new URL('../dist/index.js', import.meta.url));
+
+let nobodyCanRun: boolean | undefined;
+/**
+ * Whether this process may switch to the user `nobody` (uid 65534, so it is root on Linux)
+ * and `nobody` can load the built package from this checkout. A clone in a private directory
+ * (`mktemp -d` makes mode 0700) cannot be read by `nobody`: the tests that switch users are
+ * then skipped, and say why.
+ */
+export function canRunAsNobody(): boolean {
+  if (nobodyCanRun === undefined) {
+    nobodyCanRun =
+      process.platform === 'linux' &&
+      process.getuid?.() === 0 &&
+      spawnSync(process.execPath, ['--input-type=module', '-e', `await import(${JSON.stringify(pathToFileURL(distEntry).href)})`], {
+        uid: 65534,
+        gid: 65534,
+        stdio: 'ignore',
+        timeout: 20_000,
+      }).status === 0;
+  }
+  return nobodyCanRun;
+}
+
+/** Why the tests that run as `nobody` are skipped, for their names. */
+export const NOBODY_SKIP_REASON = 'skipped: needs root, and a checkout the user nobody can read';
 
 /** Forks a fixture script with IPC; it receives the dist entry in PORTLEASE_DIST. */
 export function forkFixture(name: string, args: string[], env: Record<string, string> = {}): ChildProcess {

@@ -5,7 +5,7 @@ import { Worker } from 'node:worker_threads';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { currentPidNamespace, isOwnerAlive } from '../src/liveness.js';
 import { closeOwnBeacons, ensureOwnBeacon, isBeaconName, probeBeacons, sweepDeadBeacons } from '../src/owner-beacon.js';
-import { distEntry, exited, fixturesDir, killAll, makeStateDir } from './helpers.js';
+import { canRunAsNobody, distEntry, exited, fixturesDir, killAll, makeStateDir, NOBODY_SKIP_REASON } from './helpers.js';
 
 const linux = process.platform === 'linux';
 const supported = linux || process.platform === 'darwin';
@@ -199,7 +199,7 @@ describe.skipIf(!supported)('owner beacon', () => {
     expect(existsSync(join(dir, own))).toBe(true);
   });
 
-  describe.skipIf(!linux || !isRoot)('permissions (as nobody; needs root to switch users)', () => {
+  describe.skipIf(!linux || !isRoot || !canRunAsNobody())(`permissions (as nobody${canRunAsNobody() ? '' : `; ${NOBODY_SKIP_REASON}`})`, () => {
     function probeAsNobody(names: string[]): Promise<{ states: Record<string, string>; uid: number }> {
       const child = spawn(process.execPath, [join(fixturesDir, 'probe-beacon.mjs'), dir, ...names], {
         env,

@@ -22,6 +22,8 @@ import {
   nextMessage,
   serveWithPython,
   storedClaims,
+  canRunAsNobody,
+  NOBODY_SKIP_REASON,
 } from './helpers.js';
 
 const ipv6 = await hasIPv6();
@@ -180,9 +182,11 @@ describe('hosts', () => {
   });
 });
 
-describe('EACCES', () => {
-  // Root may bind anything, so there the fixture runs as nobody; elsewhere as the current user.
-  const asNobody = process.getuid?.() === 0 ? { uid: 65534, gid: 65534 } : {};
+// Root may bind anything, so there the fixture runs as nobody; elsewhere as the current user.
+const isRoot = process.getuid?.() === 0;
+const eaccesRunnable = !isRoot || canRunAsNobody();
+describe.skipIf(!eaccesRunnable)(`EACCES${eaccesRunnable ? '' : ` (${NOBODY_SKIP_REASON})`}`, () => {
+  const asNobody = isRoot ? { uid: 65534, gid: 65534 } : {};
 
   async function runUnprivileged(args: string[]): Promise<{ skip?: string; ports?: number[]; error?: { code: string; message: string } }> {
     const child = spawn(process.execPath, [join(fixturesDir, 'claim-unprivileged.mjs'), ...args], {
