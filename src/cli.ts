@@ -46,6 +46,15 @@ async function main(argv: string[]): Promise<number> {
   return (await load())(rest);
 }
 
+// Node ignores SIGPIPE, so a reader that went away shows up as EPIPE on the next write:
+// not an error of ours. End quietly, as a program killed by SIGPIPE would.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code !== 'EPIPE') throw error;
+    process.exit(EXIT_CODES.brokenPipe);
+  });
+}
+
 main(process.argv.slice(2)).then(
   (code) => {
     process.exitCode = code;

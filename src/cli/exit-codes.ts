@@ -16,6 +16,11 @@ export const EXIT_CODES = {
   exhausted: 3,
   /** `PORTLEASE_LOCK_TIMEOUT`: another process held the state lock too long. */
   lockTimeout: 4,
+  /**
+   * The reader of the output went away (`portlease list | head -1`): what a shell reports
+   * for a program killed by SIGPIPE (128 + 13). What was claimed or released stays so.
+   */
+  brokenPipe: 141,
 } as const;
 
 /** One line for stderr (no trailing newline) and the exit code for a failure. */

@@ -6,6 +6,7 @@ const EXIT_CODES_TEXT = `Exit codes:
   2  bad usage: unknown flag, malformed value, missing command (nothing was changed)
   3  PORTLEASE_EXHAUSTED: no run of free ports fits
   4  PORTLEASE_LOCK_TIMEOUT: another process held the state lock too long
+  141  the reader of the output went away (as for SIGPIPE); claims stay recorded
   exec exits with its command's code (128+N when it was killed by signal N).`;
 
 const COMMON_TEXT = `  --state-dir DIR  state directory (default: $PORTLEASE_STATE_DIR, else a per-user temp dir)
