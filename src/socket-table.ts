@@ -1,4 +1,4 @@
-import { closeSync, openSync, readFileSync, readSync, renameSync, writeFileSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readFileSync, readSync, renameSync, writeFileSync } from 'node:fs';
 
 /** Where {@link SocketTable} reads from; a seam for tests and for platforms without `/proc/net`. */
 export interface SocketTableSource {
@@ -15,6 +15,23 @@ const signalBuffer = Buffer.alloc(16 * 1024);
 
 // The counter files are small, so a raw read into a reused buffer is enough and keeps
 // the check at tens of microseconds.
+// Whoever can write the state directory could plant a FIFO or a device where a file is
+// expected: open without blocking, and read regular files only, of a bounded size.
+const READ_FLAGS = constants.O_RDONLY | (constants.O_NONBLOCK ?? 0);
+const WRITE_FLAGS = constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | (constants.O_NONBLOCK ?? 0);
+const MAX_CACHE_BYTES = 1024 * 1024;
+
+function readRegularFile(path: string): string {
+  const fd = openSync(path, READ_FLAGS);
+  try {
+    const stats = fstatSync(fd);
+    if (!stats.isFile() || stats.size > MAX_CACHE_BYTES) throw new Error(`${path} is not a regular file of at most ${MAX_CACHE_BYTES} bytes`);
+    return readFileSync(fd, 'utf8');
+  } finally {
+    closeSync(fd);
+  }
+}
+
 function readSmall(path: string): string {
   const fd = openSync(path, 'r');
   try {
@@ -198,7 +215,7 @@ export class SocketTable {
     if (this.cacheFile === undefined) return undefined;
     let snapshot: unknown;
     try {
-      snapshot = JSON.parse(readFileSync(this.cacheFile, 'utf8'));
+      snapshot = JSON.parse(readRegularFile(this.cacheFile));
     } catch {
       return undefined;
     }
@@ -215,7 +232,13 @@ export class SocketTable {
     for (let port = 1; port < 65536; port++) if (cached.ports[port] === 1) ports.push(port);
     const temporaryPath = `${this.cacheFile}.tmp-${process.pid}`;
     try {
-      writeFileSync(temporaryPath, JSON.stringify({ signal: cached.signal, at: cached.at, ports }), { mode: this.cacheFileMode });
+      // Non-blocking: a FIFO planted at this name must not hang the claim (no reader: ENXIO).
+      const fd = openSync(temporaryPath, WRITE_FLAGS, this.cacheFileMode);
+      try {
+        writeFileSync(fd, JSON.stringify({ signal: cached.signal, at: cached.at, ports }));
+      } finally {
+        closeSync(fd);
+      }
       renameSync(temporaryPath, this.cacheFile);
     } catch {
       // Only an optimization: the next process reads the tables itself.
