@@ -10,6 +10,8 @@
  *   written (permissions, a full disk, ...). Nothing was claimed.
  * - `PORTLEASE_OWNER_NOT_ALIVE`: a claim was asked for on behalf of a process
  *   that does not exist.
+ * - `PORTLEASE_RESOURCES`: the system ran out of a resource a probe needs (file
+ *   descriptors, buffers, memory): nothing says the ports are taken.
  * - `PORTLEASE_HOST_UNAVAILABLE`: the requested host is not an address of this
  *   machine (or does not resolve), so no port on it can be bound.
  */
@@ -19,7 +21,8 @@ export type PortleaseErrorCode =
   | 'PORTLEASE_UNSAFE_STATE_DIR'
   | 'PORTLEASE_STATE_IO'
   | 'PORTLEASE_OWNER_NOT_ALIVE'
-  | 'PORTLEASE_HOST_UNAVAILABLE';
+  | 'PORTLEASE_HOST_UNAVAILABLE'
+  | 'PORTLEASE_RESOURCES';
 
 // Brands survive two copies of the package in one process (a CommonJS and an ESM build, two
 // versions in a monorepo), where `instanceof` on the class alone would fail.
@@ -158,6 +161,25 @@ export class HostUnavailableError extends PortleaseError {
   }
 }
 
+/**
+ * A probe could not even try a port: the process or the system ran out of file descriptors
+ * (EMFILE, ENFILE), socket buffers (ENOBUFS) or memory (ENOMEM). Raised at once, with the
+ * system error as `cause`, instead of counting every port as busy.
+ */
+export class ResourcesExhaustedError extends PortleaseError {
+  static override readonly code = 'PORTLEASE_RESOURCES' as const;
+  override name = 'ResourcesExhaustedError';
+
+  constructor(cause: NodeJS.ErrnoException) {
+    super(
+      'PORTLEASE_RESOURCES',
+      `Cannot probe ports: ${cause.code ?? 'a system limit'} (${cause.message}). ` +
+        'Close unused files or sockets, or raise the limit (ulimit -n), and try again.',
+      { cause },
+    );
+  }
+}
+
 /** The error class of each code. */
 export interface PortleaseErrorByCode {
   PORTLEASE_EXHAUSTED: PortsExhaustedError;
@@ -166,6 +188,7 @@ export interface PortleaseErrorByCode {
   PORTLEASE_STATE_IO: StateIoError;
   PORTLEASE_OWNER_NOT_ALIVE: OwnerNotAliveError;
   PORTLEASE_HOST_UNAVAILABLE: HostUnavailableError;
+  PORTLEASE_RESOURCES: ResourcesExhaustedError;
 }
 
 /**

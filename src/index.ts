@@ -20,6 +20,7 @@ export {
   OwnerNotAliveError,
   PortleaseError,
   PortsExhaustedError,
+  ResourcesExhaustedError,
   StateIoError,
   UnsafeStateDirError,
 } from './errors.js';

@@ -1,5 +1,5 @@
 import { createServer, isIP } from 'node:net';
-import { HostUnavailableError } from './errors.js';
+import { HostUnavailableError, ResourcesExhaustedError } from './errors.js';
 import type { Protocol } from './options.js';
 
 /**
@@ -23,8 +23,13 @@ type BindOutcome = { kind: 'free' } | { kind: 'busy' } | { kind: 'absent'; error
 // The address is not this machine's, or its family is missing: no port will ever bind there.
 const ABSENT_ERRORS = new Set(['EADDRNOTAVAIL', 'EAFNOSUPPORT', 'EPROTONOSUPPORT', 'EINVAL']);
 const LOOKUP_ERRORS = new Set(['ENOTFOUND', 'EAI_AGAIN', 'EAI_FAIL', 'EAI_NONAME', 'EAI_NODATA']);
+// The socket could not even be made: nothing is known about the port, and trying the next
+// one will fail the same way.
+const RESOURCE_ERRORS = new Set(['EMFILE', 'ENFILE', 'ENOBUFS', 'ENOMEM']);
 
+/** @throws {ResourcesExhaustedError} when the bind failed for lack of a system resource. */
 function classify(error: NodeJS.ErrnoException): BindOutcome {
+  if (error.code !== undefined && RESOURCE_ERRORS.has(error.code)) throw new ResourcesExhaustedError(error);
   // Everything else (EADDRINUSE, EACCES for a privileged or OS-reserved port, ...) means "skip this port".
   return error.code !== undefined && ABSENT_ERRORS.has(error.code) ? { kind: 'absent', error } : { kind: 'busy' };
 }
@@ -41,12 +46,16 @@ function listenOptions(port: number, address: string, ipv6Only: boolean): { port
 }
 
 function bindTcp(port: number, address: string, ipv6Only: boolean): Promise<BindOutcome> {
-  return new Promise((resolve) => {
+  return new Promise((resolve, reject) => {
     const server = createServer();
     server.unref();
     server.once('error', (error: NodeJS.ErrnoException) => {
       server.close();
-      resolve(classify(error));
+      try {
+        resolve(classify(error));
+      } catch (resourceError) {
+        reject(resourceError);
+      }
     });
     server.listen(listenOptions(port, address, ipv6Only), () => {
       server.close(() => resolve({ kind: 'free' }));
@@ -57,12 +66,16 @@ function bindTcp(port: number, address: string, ipv6Only: boolean): Promise<Bind
 async function bindUdp(port: number, address: string, ipv6Only: boolean): Promise<BindOutcome> {
   // Loaded on demand: most claims are TCP only.
   const { createSocket } = await import('node:dgram');
-  return new Promise((resolve) => {
+  return new Promise((resolve, reject) => {
     const socket = createSocket({ type: isIP(address) === 6 ? 'udp6' : 'udp4', ipv6Only });
     socket.unref();
     socket.once('error', (error: NodeJS.ErrnoException) => {
       socket.close();
-      resolve(classify(error));
+      try {
+        resolve(classify(error));
+      } catch (resourceError) {
+        reject(resourceError);
+      }
     });
     socket.bind({ port, address, exclusive: true }, () => {
       socket.close(() => resolve({ kind: 'free' }));
@@ -105,8 +118,15 @@ async function detectStack(): Promise<AddressStack> {
   const server = createServer();
   server.unref();
   // Without a host, libuv binds `::` (dual-stack) and falls back to `0.0.0.0` only without IPv6.
-  const listened = await new Promise<BindOutcome>((resolve) => {
-    server.once('error', (error: NodeJS.ErrnoException) => resolve(classify(error)));
+  const listened = await new Promise<BindOutcome>((resolve, reject) => {
+    server.once('error', (error: NodeJS.ErrnoException) => {
+      try {
+        resolve(classify(error));
+      } catch (resourceError) {
+        stackDetection = undefined; // not an answer about the machine: detect again next time
+        reject(resourceError);
+      }
+    });
     server.listen({ port: 0, ipv6Only: false, exclusive: true }, () => resolve({ kind: 'free' }));
   });
   if (listened.kind !== 'free' || (server.address() as { family: string }).family !== 'IPv6') {
