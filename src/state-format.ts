@@ -76,9 +76,9 @@ export interface SealLine {
 
 /** What one line of the log holds, once parsed and checked. */
 export type LogLine =
-  | { kind: 'change'; line: ChangeLine }
+  | { kind: 'change'; line: ChangeLine; damaged: number }
   | { kind: 'seal'; line: SealLine }
-  | { kind: 'legacy'; add: ClaimRecord[]; drop: string[] }
+  | { kind: 'legacy'; add: ClaimRecord[]; drop: string[]; damaged: number }
   | { kind: 'void' };
 
 function isPort(value: unknown): value is number {
@@ -115,20 +115,19 @@ export function isClaimRecord(value: unknown): value is ClaimRecord {
   );
 }
 
-function isClaimList(value: unknown): value is ClaimRecord[] {
-  return Array.isArray(value) && value.every(isClaimRecord);
-}
-
-function isKeyList(value: unknown): value is string[] {
-  return Array.isArray(value) && value.every((key) => typeof key === 'string');
+/** The well-formed records of a list, frozen, and how many were not: a bad record costs itself, not its neighbours. */
+function validRecords(value: unknown[]): { records: ClaimRecord[]; damaged: number } {
+  const records: ClaimRecord[] = [];
+  for (const item of value) if (isClaimRecord(item)) records.push(freezeRecord(item));
+  return { records, damaged: value.length - records.length };
 }
 
 /** A parsed header, or why the first line is not one. */
 export type ParsedHeader =
-  | { ok: true; gen: string; bootId: string | undefined; claims: ClaimRecord[] }
+  | { ok: true; gen: string; bootId: string | undefined; claims: ClaimRecord[]; damaged: number }
   | { ok: false; reason: string; newerVersion?: number };
 
-/** Parses and checks the first line of a state file (without its newline). */
+/** Parses and checks the first line of a state file (without its newline). Malformed records are left out and counted. */
 export function parseHeader(text: string | undefined): ParsedHeader {
   if (text === undefined) return { ok: false, reason: 'empty or cut short' };
   let value: unknown;
@@ -142,13 +141,18 @@ export function parseHeader(text: string | undefined): ParsedHeader {
   if (typeof version === 'number' && version > STATE_VERSION) return { ok: false, reason: `of format ${version}`, newerVersion: version };
   if (version !== STATE_VERSION && version !== LEGACY_STATE_VERSION) return { ok: false, reason: `of unknown version ${JSON.stringify(version)}` };
   const generation = version === LEGACY_STATE_VERSION ? LEGACY_GENERATION : gen;
-  if (typeof generation !== 'string' || generation === '' || !isOptional(bootId, 'string') || !isClaimList(claims)) {
+  if (typeof generation !== 'string' || generation === '' || !isOptional(bootId, 'string') || !Array.isArray(claims)) {
     return { ok: false, reason: 'malformed' };
   }
-  return { ok: true, gen: generation, bootId: bootId as string | undefined, claims: claims.map(freezeRecord) };
+  const { records, damaged } = validRecords(claims);
+  return { ok: true, gen: generation, bootId: bootId as string | undefined, claims: records, damaged };
 }
 
-/** Parses one log line; anything unreadable (a fragment left by a crashed writer, garbage) is `void`. */
+/**
+ * Parses one log line; anything unreadable (a fragment left by a crashed writer, garbage) is
+ * `void`. In a readable change line, malformed records and keys are left out and counted:
+ * whether the line is accepted depends on its generation and position only.
+ */
 export function parseLogLine(text: string): LogLine {
   let value: unknown;
   try {
@@ -157,15 +161,18 @@ export function parseLogLine(text: string): LogLine {
     return { kind: 'void' };
   }
   if (!isObject(value)) return { kind: 'void' };
+  const add = Array.isArray(value.add) ? validRecords(value.add) : undefined;
+  const drop = Array.isArray(value.drop) ? value.drop.filter((key): key is string => typeof key === 'string') : undefined;
+  const damaged = (add?.damaged ?? 0) + (Array.isArray(value.drop) ? value.drop.length - drop!.length : 0);
   if (value.g === undefined && value.at === undefined) {
-    return isClaimList(value.add) && isKeyList(value.drop) ? { kind: 'legacy', add: value.add.map(freezeRecord), drop: value.drop } : { kind: 'void' };
+    return add !== undefined && drop !== undefined ? { kind: 'legacy', add: add.records, drop, damaged } : { kind: 'void' };
   }
   if (typeof value.g !== 'string' || !Number.isInteger(value.at) || typeof value.w !== 'string') return { kind: 'void' };
   if (typeof value.next === 'string') {
     return isSiblingName(value.next) ? { kind: 'seal', line: value as unknown as SealLine } : { kind: 'void' };
   }
-  if (!isClaimList(value.add) || !isKeyList(value.drop)) return { kind: 'void' };
-  return { kind: 'change', line: { ...(value as unknown as ChangeLine), add: value.add.map(freezeRecord) } };
+  if (add === undefined || drop === undefined) return { kind: 'void' };
+  return { kind: 'change', line: { g: value.g, at: value.at as number, w: value.w, add: add.records, drop }, damaged };
 }
 
 /** A plain file name, never a path: a planted seal must not send readers elsewhere. */

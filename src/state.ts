@@ -1,6 +1,7 @@
 import {
   closeSync,
   constants,
+  copyFileSync,
   fchmodSync,
   fstatSync,
   linkSync,
@@ -37,6 +38,9 @@ const SHARED_FILE_MODE = 0o660;
 // Appending is far cheaper than rewriting; the log is folded into a new generation once it
 // outweighs the snapshot (and at least this much).
 const MIN_COMPACT_LOG_BYTES = 32 * 1024;
+// Far beyond any state portlease writes (a claim takes a few hundred bytes, and the log is
+// compacted at 32 KiB), and below what one string can hold.
+const MAX_STATE_BYTES = 64 * 2 ** 20;
 // Each hop follows one sealed generation; more in one load means files keep being replaced.
 const MAX_GENERATION_HOPS = 8;
 const NEWLINE = 0x0a;
@@ -70,6 +74,8 @@ interface Snapshot {
   seq: number;
   /** Set once a seal was accepted: the generation continues in this sibling file. */
   sealedTo: string | undefined;
+  /** Malformed records left out so far (each costs itself, not the file). */
+  damaged: number;
   bootId: string | undefined;
   records: Map<string, ClaimRecord>;
 }
@@ -142,6 +148,8 @@ function nextWriteToken(): string {
 }
 
 const warnedPaths = new Set<string>();
+// Damaged generations this process has kept a copy of (or tried to).
+const reportedDamage = new Set<string>();
 
 /**
  * The state file of one host: a header line (generation id and snapshot) followed by a log
@@ -245,6 +253,7 @@ export class StateStore {
         this.snapshot = grown ? this.readAppended(cached, stats, repair) : this.readWhole(repair);
       }
       const snapshot = this.snapshot;
+      if (repair && snapshot !== undefined && snapshot.damaged > 0) this.keepDamagedCopy(snapshot);
       this.endsInFragment = snapshot !== undefined && stats.size > snapshot.size;
       if (snapshot?.sealedTo === undefined) return snapshot;
       if (!this.publish(snapshot.sealedTo)) {
@@ -378,6 +387,7 @@ export class StateStore {
       gen,
       seq: 0,
       sealedTo: undefined,
+      damaged: 0,
       bootId: next.bootId,
       records: new Map(next.claims.map((claim) => [recordKey(claim), claim])),
     };
@@ -419,11 +429,18 @@ export class StateStore {
     }
     let buffer: Buffer;
     let stats: Stats;
+    let tooLarge: Stats | undefined;
     try {
       // Stat the open file, so the identity recorded is that of the bytes read.
       stats = fstatSync(fd);
       if (!stats.isFile()) throw new StateIoError(`The state file ${this.path} is not a regular file; remove it.`, undefined);
-      buffer = Buffer.alloc(stats.size);
+      if (stats.size > MAX_STATE_BYTES) {
+        // Hundreds of thousands of claims: not a state portlease wrote. Read nothing of it.
+        tooLarge = stats;
+        buffer = Buffer.alloc(0);
+      } else {
+        buffer = Buffer.alloc(stats.size);
+      }
       let length = 0;
       while (length < buffer.length) {
         const read = readSync(fd, buffer, length, buffer.length - length, length);
@@ -435,6 +452,10 @@ export class StateStore {
       throw ioError('read', this.path, error);
     } finally {
       closeQuietly(fd);
+    }
+    if (tooLarge !== undefined) {
+      if (repair) this.setAside(`larger than ${MAX_STATE_BYTES / 2 ** 20} MiB (${tooLarge.size} bytes)`, tooLarge);
+      return undefined;
     }
     const firstEnd = buffer.indexOf(NEWLINE);
     const header = parseHeader(firstEnd === -1 ? undefined : buffer.toString('utf8', 0, firstEnd));
@@ -459,6 +480,7 @@ export class StateStore {
       gen: header.gen,
       seq: 0,
       sealedTo: undefined,
+      damaged: header.damaged,
       bootId: header.bootId,
       records: new Map(header.claims.map((claim) => [recordKey(claim), claim])),
     };
@@ -499,6 +521,7 @@ export class StateStore {
       if (parsed.kind === 'void') continue;
       if (parsed.kind === 'legacy') {
         if (snapshot.gen !== LEGACY_GENERATION) continue;
+        snapshot.damaged += parsed.damaged;
         this.applyChange(snapshot, parsed.add, parsed.drop);
         continue;
       }
@@ -509,6 +532,7 @@ export class StateStore {
         snapshot.seq++;
         snapshot.sealedTo = parsed.line.next;
       } else {
+        snapshot.damaged += parsed.damaged;
         this.applyChange(snapshot, parsed.line.add, parsed.line.drop);
       }
       if (line.w === watch) accepted = true;
@@ -521,6 +545,28 @@ export class StateStore {
     for (const key of drop) snapshot.records.delete(key);
     for (const record of add) snapshot.records.set(recordKey(record), record);
     snapshot.seq++;
+  }
+
+  /**
+   * Some records were malformed and left out (each costs itself only): keep a copy of this
+   * generation for inspection, once, and warn once per process.
+   */
+  private keepDamagedCopy(snapshot: Snapshot): void {
+    const copyPath = `${this.path}.damaged-${snapshot.gen}`;
+    if (reportedDamage.has(copyPath)) return;
+    reportedDamage.add(copyPath);
+    try {
+      copyFileSync(this.path, copyPath, constants.COPYFILE_EXCL);
+    } catch {
+      // Kept already (or cannot be kept): the warning still tells.
+    }
+    if (!warnedPaths.has(this.path)) {
+      warnedPaths.add(this.path);
+      process.emitWarning(
+        `portlease: the state file ${this.path} held ${snapshot.damaged} malformed record(s); they were left out and the rest kept. A copy is at ${copyPath}.`,
+        { code: CORRUPT_STATE_WARNING },
+      );
+    }
   }
 
   /**

@@ -41,7 +41,6 @@ const corruptContents: Array<[string, string | Buffer]> = [
   ['a version that is not a number', `${JSON.stringify({ version: 'two', claims: [] })}\n`],
   ['an old version-1 file', `${JSON.stringify({ version: 1, claims: [] })}\n`],
   ['garbage bytes', Buffer.from([0xff, 0x00, 0xfe, 0x13, 0x37, 0x80, 0x81, 0x0a])],
-  ['a malformed claim', `${JSON.stringify({ version: 2, claims: [{ id: 'x', start: 70000, count: 1 }] })}\n`],
 ];
 
 describe('a corrupt state file', () => {
@@ -83,6 +82,62 @@ describe('a corrupt state file', () => {
     writeFileSync(allocator.stateFile, 'nonsense');
     expect(await allocator.list()).toEqual([]);
     expect(readFileSync(allocator.stateFile, 'utf8')).toBe('nonsense');
+  });
+});
+
+describe('malformed records', () => {
+  const good = (start: number, id: string): ClaimRecord => ({ id, start, count: 1, host: '0.0.0.0', pid: process.pid, createdAt: Date.now() });
+  const bad: unknown[] = [
+    { id: 'port', start: 70000, count: 1, host: '0.0.0.0', pid: 1, createdAt: 0 },
+    { id: 'count', start: 9000, count: -1, host: '0.0.0.0', pid: 1, createdAt: 0 },
+    { id: 'pid', start: 9000, count: 1, host: '0.0.0.0', pid: 'x', createdAt: 0 },
+    { id: 'created', start: 9000, count: 1, host: '0.0.0.0', pid: 1, createdAt: null },
+    'not a record',
+  ];
+
+  it('cost themselves only: the valid claims of the header and of a change line survive, and a copy is kept with one warning', async () => {
+    const allocator = new PortAllocator({ stateDir });
+    const base = await freeRunBase(4);
+    const bootId = currentBootId();
+    const header = { version: STATE_VERSION, gen: 'g1', ...(bootId === undefined ? {} : { bootId }), claims: [good(base, 'a'), ...bad] };
+    // One change line with a valid record next to invalid ones, and a key that is not a string.
+    const change = { g: 'g1', at: 0, w: 'w1', add: [...bad, good(base + 1, 'b')], drop: [42] };
+    writeFileSync(allocator.stateFile, `${JSON.stringify(header)}\n${JSON.stringify(change)}\n`);
+    const warnings: Error[] = [];
+    const onWarning = (warning: Error) => warnings.push(warning);
+    process.on('warning', onWarning);
+    try {
+      const lease = await allocator.claim({ base });
+      // The two valid claims still hold their ports.
+      expect(lease.port).toBe(base + 2);
+      await new Promise((resolve) => setImmediate(resolve));
+    } finally {
+      process.off('warning', onWarning);
+    }
+    expect(storedClaims(allocator.stateFile).map((claim) => claim.start).sort()).toEqual([base, base + 1, base + 2]);
+    expect(readdirSync(stateDir).filter((name) => name.includes('.damaged-g1'))).toHaveLength(1);
+    expect(readdirSync(stateDir).filter((name) => name.includes('.corrupt-'))).toEqual([]);
+    expect(warnings.filter((warning) => (warning as NodeJS.ErrnoException).code === CORRUPT_STATE_WARNING)).toHaveLength(1);
+    expect(warnings[0]!.message).toMatch(/held 11 malformed record/);
+    await allocator.release();
+  });
+
+  it('a state file over the size limit is set aside with a warning, not read into one string', async () => {
+    const allocator = new PortAllocator({ stateDir });
+    // Sparse: 65 MiB that take no disk.
+    const fd = openSync(allocator.stateFile, 'w');
+    writeSync(fd, Buffer.from('{'), 0, 1, 65 * 2 ** 20);
+    closeSync(fd);
+    const onWarning = () => undefined;
+    process.on('warning', onWarning);
+    try {
+      const base = await freeRunBase(1);
+      expect((await allocator.claim({ base })).port).toBe(base);
+    } finally {
+      process.off('warning', onWarning);
+    }
+    expect(readdirSync(stateDir).filter((name) => name.includes('.corrupt-'))).toHaveLength(1);
+    await allocator.release();
   });
 });
 
