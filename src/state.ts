@@ -1,51 +1,36 @@
-import {
-  closeSync,
-  constants,
-  copyFileSync,
-  fchmodSync,
-  fstatSync,
-  linkSync,
-  openSync,
-  readSync,
-  renameSync,
-  type Stats,
-  statSync,
-  unlinkSync,
-  writeSync,
-} from 'node:fs';
+import { constants, fchmodSync, fstatSync, linkSync, openSync, readSync, renameSync, type Stats, statSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { StateIoError } from './errors.js';
 import { pausePoint } from './pause-points.js';
+import { type ChangeLine, type ClaimRecord, LEGACY_GENERATION, randomToken, recordKey, type SealLine, STATE_VERSION, type StateData } from './state-format.js';
+import { keepDamagedCopy, setAside } from './state-repair.js';
 import {
-  type ChangeLine,
-  type ClaimRecord,
-  LEGACY_GENERATION,
-  parseHeader,
-  parseLogLine,
-  randomToken,
-  recordKey,
-  type SealLine,
-  STATE_VERSION,
-  type StateData,
-} from './state-format.js';
+  applyChange,
+  applyLines,
+  closeQuietly,
+  errnoCode,
+  identityOf,
+  ioError,
+  readAppended,
+  readSnapshot,
+  sameGeneration,
+  sameInode,
+  sameVersion,
+  type Snapshot,
+  unlinkQuietly,
+  NEWLINE,
+} from './state-snapshot.js';
 
 export { type ClaimRecord, recordKey, STATE_VERSION, type StateData } from './state-format.js';
+export { CORRUPT_STATE_WARNING } from './state-repair.js';
 
-/** Code of the warning emitted when a corrupt state file is set aside. */
-export const CORRUPT_STATE_WARNING = 'PORTLEASE_STATE_CORRUPT';
 const PRIVATE_FILE_MODE = 0o600;
 const SHARED_FILE_MODE = 0o660;
 // Appending is far cheaper than rewriting; the log is folded into a new generation once it
 // outweighs the snapshot (and at least this much).
 const MIN_COMPACT_LOG_BYTES = 32 * 1024;
-// Far beyond any state portlease writes (a claim takes a few hundred bytes, and the log is
-// compacted at 32 KiB), and below what one string can hold.
-const MAX_STATE_BYTES = 64 * 2 ** 20;
 // Each hop follows one sealed generation; more in one load means files keep being replaced.
 const MAX_GENERATION_HOPS = 8;
-const NEWLINE = 0x0a;
-// O_NONBLOCK: a FIFO planted at the state path must not block the open forever.
-const READ_FLAGS = constants.O_RDONLY | (constants.O_NONBLOCK ?? 0);
 // No O_CREAT: appending to a file that vanished must fail, not start a headerless one.
 const APPEND_FLAGS = constants.O_RDWR | constants.O_APPEND | (constants.O_NONBLOCK ?? 0);
 
@@ -58,88 +43,6 @@ export interface LoadOptions {
   repair: boolean;
 }
 
-/** What this process knows of the current generation, as last read or written. */
-interface Snapshot {
-  /** Identity of the file the bytes were read from (with `gen`, see generationOf). */
-  dev: number;
-  ino: number;
-  /** Bytes consumed: the header and every complete line after it. */
-  size: number;
-  mtimeMs: number;
-  ctimeMs: number;
-  headerBytes: number;
-  /** Generation id from the header; accepted lines name it. */
-  gen: string;
-  /** How many lines of this generation were accepted: the next line must name this number. */
-  seq: number;
-  /** Set once a seal was accepted: the generation continues in this sibling file. */
-  sealedTo: string | undefined;
-  /** Malformed records left out so far (each costs itself, not the file). */
-  damaged: number;
-  bootId: string | undefined;
-  records: Map<string, ClaimRecord>;
-}
-
-function identityOf(stats: Stats): Pick<Snapshot, 'dev' | 'ino' | 'mtimeMs' | 'ctimeMs'> {
-  return { dev: stats.dev, ino: stats.ino, mtimeMs: stats.mtimeMs, ctimeMs: stats.ctimeMs };
-}
-
-function sameInode(snapshot: Snapshot, stats: Stats): boolean {
-  return snapshot.ino === stats.ino && snapshot.dev === stats.dev;
-}
-
-/** Whether `stats` is exactly the version the snapshot holds: a shortcut that skips reading. */
-function sameVersion(snapshot: Snapshot, stats: Stats): boolean {
-  // A new file that reused the inode number with the same size and times would pass; then a
-  // claim computed from the stale view is written to the wrong generation and is void, so
-  // the shortcut can cost a retry, never a duplicate.
-  return sameInode(snapshot, stats) && snapshot.size === stats.size && snapshot.mtimeMs === stats.mtimeMs && snapshot.ctimeMs === stats.ctimeMs;
-}
-
-const HEADER_PREFIX = /^\{"version":3,"gen":"([^"]+)"/;
-const LEGACY_HEADER_PREFIX = '{"version":2,';
-
-/**
- * The generation an open state file belongs to, from its first bytes. This, not the inode
- * or birth time, tells one generation from the next: inode numbers are reused, and many
- * filesystems report no birth time (or a changing one).
- */
-function generationOf(fd: number): string | undefined {
-  const head = Buffer.alloc(96);
-  const text = head.toString('utf8', 0, readSync(fd, head, 0, head.length, 0));
-  if (text.startsWith(LEGACY_HEADER_PREFIX)) return LEGACY_GENERATION;
-  return HEADER_PREFIX.exec(text)?.[1];
-}
-
-/** Whether the open file `fd` (with `stats`) is the generation the snapshot was read from. */
-function sameGeneration(snapshot: Snapshot, stats: Stats, fd: number): boolean {
-  return sameInode(snapshot, stats) && generationOf(fd) === snapshot.gen;
-}
-
-function errnoCode(error: unknown): string | undefined {
-  return (error as NodeJS.ErrnoException | null)?.code;
-}
-
-function ioError(action: string, path: string, error: unknown): StateIoError {
-  return error instanceof StateIoError ? error : new StateIoError(`Cannot ${action} the state file ${path}: ${(error as Error).message}`, error);
-}
-
-function closeQuietly(fd: number): void {
-  try {
-    closeSync(fd);
-  } catch {
-    // Nothing more to do with it.
-  }
-}
-
-function unlinkQuietly(path: string): void {
-  try {
-    unlinkSync(path);
-  } catch {
-    // Already gone.
-  }
-}
-
 let writeCounter = 0;
 const writerToken = randomToken();
 function nextWriteToken(): string {
@@ -147,9 +50,6 @@ function nextWriteToken(): string {
   return `${writerToken}.${writeCounter.toString(36)}`;
 }
 
-const warnedPaths = new Set<string>();
-// Damaged generations this process has kept a copy of (or tried to).
-const reportedDamage = new Set<string>();
 
 /**
  * The state file of one host: a header line (generation id and snapshot) followed by a log
@@ -250,16 +150,16 @@ export class StateStore {
       const cached = this.snapshot;
       if (cached === undefined || !sameVersion(cached, stats)) {
         const grown = cached !== undefined && cached.sealedTo === undefined && sameInode(cached, stats) && stats.size >= cached.size;
-        this.snapshot = grown ? this.readAppended(cached, stats, repair) : this.readWhole(repair);
+        this.snapshot = grown ? readAppended(this.path, cached, repair) : readSnapshot(this.path, repair);
       }
       const snapshot = this.snapshot;
-      if (repair && snapshot !== undefined && snapshot.damaged > 0) this.keepDamagedCopy(snapshot);
+      if (repair && snapshot !== undefined && snapshot.damaged > 0) keepDamagedCopy(this.path, snapshot.gen, snapshot.damaged);
       this.endsInFragment = snapshot !== undefined && stats.size > snapshot.size;
       if (snapshot?.sealedTo === undefined) return snapshot;
       if (!this.publish(snapshot.sealedTo)) {
         // The sealed file is still in place and what it names is gone (removed by hand):
         // nothing can be read past the seal.
-        if (repair) this.setAside('sealed towards a file that no longer exists', snapshot);
+        if (repair) setAside(this.path, 'sealed towards a file that no longer exists', snapshot);
         this.snapshot = undefined;
         return undefined;
       }
@@ -320,12 +220,12 @@ export class StateStore {
           snapshot.seq++;
           snapshot.sealedTo = line.next;
         } else {
-          this.applyChange(snapshot, line.add, line.drop);
+          applyChange(snapshot, line.add, line.drop);
         }
         Object.assign(snapshot, { size: stats.size, mtimeMs: stats.mtimeMs, ctimeMs: stats.ctimeMs });
         return true;
       }
-      return this.applyLines(snapshot, appended.subarray(0, read), stats, line.w);
+      return applyLines(snapshot, appended.subarray(0, read), stats, line.w);
     } catch (error) {
       this.snapshot = undefined;
       if (errnoCode(error) === 'ENOENT') return false; // removed since the load: load again
@@ -419,186 +319,4 @@ export class StateStore {
     }
   }
 
-  private readWhole(repair: boolean): Snapshot | undefined {
-    let fd: number;
-    try {
-      fd = openSync(this.path, READ_FLAGS);
-    } catch (error) {
-      if (errnoCode(error) === 'ENOENT') return undefined;
-      throw ioError('read', this.path, error);
-    }
-    let buffer: Buffer;
-    let stats: Stats;
-    let tooLarge: Stats | undefined;
-    try {
-      // Stat the open file, so the identity recorded is that of the bytes read.
-      stats = fstatSync(fd);
-      if (!stats.isFile()) throw new StateIoError(`The state file ${this.path} is not a regular file; remove it.`, undefined);
-      if (stats.size > MAX_STATE_BYTES) {
-        // Hundreds of thousands of claims: not a state portlease wrote. Read nothing of it.
-        tooLarge = stats;
-        buffer = Buffer.alloc(0);
-      } else {
-        buffer = Buffer.alloc(stats.size);
-      }
-      let length = 0;
-      while (length < buffer.length) {
-        const read = readSync(fd, buffer, length, buffer.length - length, length);
-        if (read === 0) break;
-        length += read;
-      }
-      buffer = buffer.subarray(0, length);
-    } catch (error) {
-      throw ioError('read', this.path, error);
-    } finally {
-      closeQuietly(fd);
-    }
-    if (tooLarge !== undefined) {
-      if (repair) this.setAside(`larger than ${MAX_STATE_BYTES / 2 ** 20} MiB (${tooLarge.size} bytes)`, tooLarge);
-      return undefined;
-    }
-    const firstEnd = buffer.indexOf(NEWLINE);
-    const header = parseHeader(firstEnd === -1 ? undefined : buffer.toString('utf8', 0, firstEnd));
-    if (!header.ok) {
-      if (header.newerVersion !== undefined) {
-        // Setting a newer format aside would discard its claims, and both versions would
-        // then hand out the same ports: refuse instead, loudly.
-        throw new StateIoError(
-          `The state file ${this.path} was written by a newer portlease (format ${header.newerVersion}, this one reads ${STATE_VERSION}). ` +
-            'Use one portlease version per state directory: upgrade this one, or give it its own stateDir.',
-          undefined,
-        );
-      }
-      if (repair) this.setAside(buffer.length === 0 ? 'empty' : header.reason, stats);
-      return undefined;
-    }
-    const headerBytes = firstEnd + 1;
-    const snapshot: Snapshot = {
-      ...identityOf(stats),
-      size: headerBytes,
-      headerBytes,
-      gen: header.gen,
-      seq: 0,
-      sealedTo: undefined,
-      damaged: header.damaged,
-      bootId: header.bootId,
-      records: new Map(header.claims.map((claim) => [recordKey(claim), claim])),
-    };
-    this.applyLines(snapshot, buffer.subarray(headerBytes), stats);
-    return snapshot;
-  }
-
-  private readAppended(snapshot: Snapshot, stats: Stats, repair: boolean): Snapshot | undefined {
-    let fd: number | undefined;
-    try {
-      fd = openSync(this.path, READ_FLAGS);
-      const current = fstatSync(fd);
-      // Replaced meanwhile (a new generation): read it whole instead.
-      if (!sameGeneration(snapshot, current, fd) || current.size < snapshot.size) return this.readWhole(repair);
-      const buffer = Buffer.alloc(current.size - snapshot.size);
-      const read = readSync(fd, buffer, 0, buffer.length, snapshot.size);
-      this.applyLines(snapshot, buffer.subarray(0, read), current);
-      return snapshot;
-    } catch (error) {
-      if (errnoCode(error) === 'ENOENT') return undefined;
-      throw ioError('read', this.path, error);
-    } finally {
-      if (fd !== undefined) closeQuietly(fd);
-    }
-  }
-
-  /**
-   * Applies the complete lines of `bytes` (which starts at `snapshot.size`) that follow the
-   * fencing rule. Returns whether the line written with token `watch` was accepted.
-   */
-  private applyLines(snapshot: Snapshot, bytes: Buffer, stats: Stats, watch?: string): boolean {
-    // Only complete lines count; a trailing fragment is a write in progress or cut short.
-    const complete = bytes.lastIndexOf(NEWLINE) + 1;
-    let accepted = false;
-    for (const text of bytes.toString('utf8', 0, complete).split('\n')) {
-      if (text === '' || snapshot.sealedTo !== undefined) continue;
-      const parsed = parseLogLine(text);
-      if (parsed.kind === 'void') continue;
-      if (parsed.kind === 'legacy') {
-        if (snapshot.gen !== LEGACY_GENERATION) continue;
-        snapshot.damaged += parsed.damaged;
-        this.applyChange(snapshot, parsed.add, parsed.drop);
-        continue;
-      }
-      const { line } = parsed;
-      // The fencing rule: exactly the next line of this generation, or void.
-      if (line.g !== snapshot.gen || line.at !== snapshot.seq) continue;
-      if (parsed.kind === 'seal') {
-        snapshot.seq++;
-        snapshot.sealedTo = parsed.line.next;
-      } else {
-        snapshot.damaged += parsed.damaged;
-        this.applyChange(snapshot, parsed.line.add, parsed.line.drop);
-      }
-      if (line.w === watch) accepted = true;
-    }
-    Object.assign(snapshot, { size: snapshot.size + complete, mtimeMs: stats.mtimeMs, ctimeMs: stats.ctimeMs });
-    return accepted;
-  }
-
-  private applyChange(snapshot: Snapshot, add: readonly ClaimRecord[], drop: readonly string[]): void {
-    for (const key of drop) snapshot.records.delete(key);
-    for (const record of add) snapshot.records.set(recordKey(record), record);
-    snapshot.seq++;
-  }
-
-  /**
-   * Some records were malformed and left out (each costs itself only): keep a copy of this
-   * generation for inspection, once, and warn once per process.
-   */
-  private keepDamagedCopy(snapshot: Snapshot): void {
-    const copyPath = `${this.path}.damaged-${snapshot.gen}`;
-    if (reportedDamage.has(copyPath)) return;
-    reportedDamage.add(copyPath);
-    try {
-      copyFileSync(this.path, copyPath, constants.COPYFILE_EXCL);
-    } catch {
-      // Kept already (or cannot be kept): the warning still tells.
-    }
-    if (!warnedPaths.has(this.path)) {
-      warnedPaths.add(this.path);
-      process.emitWarning(
-        `portlease: the state file ${this.path} held ${snapshot.damaged} malformed record(s); they were left out and the rest kept. A copy is at ${copyPath}.`,
-        { code: CORRUPT_STATE_WARNING },
-      );
-    }
-  }
-
-  /**
-   * Renames the file in place aside (kept for inspection), if it is still `expected`, the
-   * file found corrupt. A holder paused before this rename may find another file in place by
-   * then (its successor's, fresh and valid): such a file is put back at once, and nothing
-   * is read from the check that went stale.
-   */
-  private setAside(reason: string, expected: Pick<Stats, 'dev' | 'ino'>): void {
-    const stamp = new Date().toISOString().replace(/[:.]/g, '-');
-    const asidePath = `${this.path}.corrupt-${stamp}-${process.pid}`;
-    try {
-      renameSync(this.path, asidePath);
-    } catch (error) {
-      if (errnoCode(error) === 'ENOENT') return;
-      throw new StateIoError(`Cannot set aside the corrupt state file ${this.path}: ${(error as Error).message}`, error);
-    }
-    const moved = statSync(asidePath, { throwIfNoEntry: false });
-    if (moved !== undefined && (moved.dev !== expected.dev || moved.ino !== expected.ino)) {
-      try {
-        linkSync(asidePath, this.path);
-        unlinkSync(asidePath);
-      } catch {
-        // A third process created a file meanwhile; what was moved stays aside, under its name.
-      }
-      return;
-    }
-    if (!warnedPaths.has(this.path)) {
-      warnedPaths.add(this.path);
-      process.emitWarning(`portlease: the state file ${this.path} was ${reason}; it was moved to ${asidePath} and a fresh one started.`, {
-        code: CORRUPT_STATE_WARNING,
-      });
-    }
-  }
 }

@@ -1,0 +1,238 @@
+/**
+ * This process's copy of the state file (a {@link Snapshot}): reading a generation whole,
+ * reading what was appended since, and applying log lines by the fencing rule.
+ */
+import { closeSync, constants, fstatSync, openSync, readSync, type Stats, unlinkSync } from 'node:fs';
+import { StateIoError } from './errors.js';
+import { type ClaimRecord, LEGACY_GENERATION, parseHeader, parseLogLine, recordKey, STATE_VERSION } from './state-format.js';
+import { setAside } from './state-repair.js';
+
+// Far beyond any state portlease writes (a claim takes a few hundred bytes, and the log is
+// compacted at 32 KiB), and below what one string can hold.
+const MAX_STATE_BYTES = 64 * 2 ** 20;
+/** The line separator of the state file. */
+export const NEWLINE = 0x0a;
+// O_NONBLOCK: a FIFO planted at the state path must not block the open forever.
+const READ_FLAGS = constants.O_RDONLY | (constants.O_NONBLOCK ?? 0);
+
+/** What this process knows of the current generation, as last read or written. */
+export interface Snapshot {
+  /** Identity of the file the bytes were read from (with `gen`, see generationOf). */
+  dev: number;
+  ino: number;
+  /** Bytes consumed: the header and every complete line after it. */
+  size: number;
+  mtimeMs: number;
+  ctimeMs: number;
+  headerBytes: number;
+  /** Generation id from the header; accepted lines name it. */
+  gen: string;
+  /** How many lines of this generation were accepted: the next line must name this number. */
+  seq: number;
+  /** Set once a seal was accepted: the generation continues in this sibling file. */
+  sealedTo: string | undefined;
+  /** Malformed records left out so far (each costs itself, not the file). */
+  damaged: number;
+  bootId: string | undefined;
+  records: Map<string, ClaimRecord>;
+}
+
+/** The stat fields a snapshot keeps to tell whether the file changed since. */
+export function identityOf(stats: Stats): Pick<Snapshot, 'dev' | 'ino' | 'mtimeMs' | 'ctimeMs'> {
+  return { dev: stats.dev, ino: stats.ino, mtimeMs: stats.mtimeMs, ctimeMs: stats.ctimeMs };
+}
+
+/** Whether `stats` is the inode the snapshot was read from (not proof of the same generation: see generationOf). */
+export function sameInode(snapshot: Snapshot, stats: Stats): boolean {
+  return snapshot.ino === stats.ino && snapshot.dev === stats.dev;
+}
+
+/** Whether `stats` is exactly the version the snapshot holds: a shortcut that skips reading. */
+export function sameVersion(snapshot: Snapshot, stats: Stats): boolean {
+  // A new file that reused the inode number with the same size and times would pass; then a
+  // claim computed from the stale view is written to the wrong generation and is void, so
+  // the shortcut can cost a retry, never a duplicate.
+  return sameInode(snapshot, stats) && snapshot.size === stats.size && snapshot.mtimeMs === stats.mtimeMs && snapshot.ctimeMs === stats.ctimeMs;
+}
+
+const HEADER_PREFIX = /^\{"version":3,"gen":"([^"]+)"/;
+const LEGACY_HEADER_PREFIX = '{"version":2,';
+
+/**
+ * The generation an open state file belongs to, from its first bytes. This, not the inode
+ * or birth time, tells one generation from the next: inode numbers are reused, and many
+ * filesystems report no birth time (or a changing one).
+ */
+export function generationOf(fd: number): string | undefined {
+  const head = Buffer.alloc(96);
+  const text = head.toString('utf8', 0, readSync(fd, head, 0, head.length, 0));
+  if (text.startsWith(LEGACY_HEADER_PREFIX)) return LEGACY_GENERATION;
+  return HEADER_PREFIX.exec(text)?.[1];
+}
+
+/** Whether the open file `fd` (with `stats`) is the generation the snapshot was read from. */
+export function sameGeneration(snapshot: Snapshot, stats: Stats, fd: number): boolean {
+  return sameInode(snapshot, stats) && generationOf(fd) === snapshot.gen;
+}
+
+/** The `code` of a system error, if any. */
+export function errnoCode(error: unknown): string | undefined {
+  return (error as NodeJS.ErrnoException | null)?.code;
+}
+
+/** `error` as a {@link StateIoError} naming what failed on which file (kept as is if it is one). */
+export function ioError(action: string, path: string, error: unknown): StateIoError {
+  return error instanceof StateIoError ? error : new StateIoError(`Cannot ${action} the state file ${path}: ${(error as Error).message}`, error);
+}
+
+/** Closes `fd`, ignoring errors: for `finally` blocks. */
+export function closeQuietly(fd: number): void {
+  try {
+    closeSync(fd);
+  } catch {
+    // Nothing more to do with it.
+  }
+}
+
+/** Removes `path` if it is there. */
+export function unlinkQuietly(path: string): void {
+  try {
+    unlinkSync(path);
+  } catch {
+    // Already gone.
+  }
+}
+
+/**
+ * Reads the state file at `path` whole. A corrupt file reads as `undefined` (set aside first
+ * when `repair`); a newer format is refused with a {@link StateIoError}.
+ */
+export function readSnapshot(path: string, repair: boolean): Snapshot | undefined {
+  let fd: number;
+  try {
+    fd = openSync(path, READ_FLAGS);
+  } catch (error) {
+    if (errnoCode(error) === 'ENOENT') return undefined;
+    throw ioError('read', path, error);
+  }
+  let buffer: Buffer;
+  let stats: Stats;
+  let tooLarge: Stats | undefined;
+  try {
+    // Stat the open file, so the identity recorded is that of the bytes read.
+    stats = fstatSync(fd);
+    if (!stats.isFile()) throw new StateIoError(`The state file ${path} is not a regular file; remove it.`, undefined);
+    if (stats.size > MAX_STATE_BYTES) {
+      // Hundreds of thousands of claims: not a state portlease wrote. Read nothing of it.
+      tooLarge = stats;
+      buffer = Buffer.alloc(0);
+    } else {
+      buffer = Buffer.alloc(stats.size);
+    }
+    let length = 0;
+    while (length < buffer.length) {
+      const read = readSync(fd, buffer, length, buffer.length - length, length);
+      if (read === 0) break;
+      length += read;
+    }
+    buffer = buffer.subarray(0, length);
+  } catch (error) {
+    throw ioError('read', path, error);
+  } finally {
+    closeQuietly(fd);
+  }
+  if (tooLarge !== undefined) {
+    if (repair) setAside(path, `larger than ${MAX_STATE_BYTES / 2 ** 20} MiB (${tooLarge.size} bytes)`, tooLarge);
+    return undefined;
+  }
+  const firstEnd = buffer.indexOf(NEWLINE);
+  const header = parseHeader(firstEnd === -1 ? undefined : buffer.toString('utf8', 0, firstEnd));
+  if (!header.ok) {
+    if (header.newerVersion !== undefined) {
+      // Setting a newer format aside would discard its claims, and both versions would
+      // then hand out the same ports: refuse instead, loudly.
+      throw new StateIoError(
+        `The state file ${path} was written by a newer portlease (format ${header.newerVersion}, this one reads ${STATE_VERSION}). ` +
+          'Use one portlease version per state directory: upgrade this one, or give it its own stateDir.',
+        undefined,
+      );
+    }
+    if (repair) setAside(path, buffer.length === 0 ? 'empty' : header.reason, stats);
+    return undefined;
+  }
+  const headerBytes = firstEnd + 1;
+  const snapshot: Snapshot = {
+    ...identityOf(stats),
+    size: headerBytes,
+    headerBytes,
+    gen: header.gen,
+    seq: 0,
+    sealedTo: undefined,
+    damaged: header.damaged,
+    bootId: header.bootId,
+    records: new Map(header.claims.map((claim) => [recordKey(claim), claim])),
+  };
+  applyLines(snapshot, buffer.subarray(headerBytes), stats);
+  return snapshot;
+}
+
+/** Applies what was appended to `snapshot`'s generation since it was read; reads whole if the file is another generation now. */
+export function readAppended(path: string, snapshot: Snapshot, repair: boolean): Snapshot | undefined {
+  let fd: number | undefined;
+  try {
+    fd = openSync(path, READ_FLAGS);
+    const current = fstatSync(fd);
+    // Replaced meanwhile (a new generation): read it whole instead.
+    if (!sameGeneration(snapshot, current, fd) || current.size < snapshot.size) return readSnapshot(path, repair);
+    const buffer = Buffer.alloc(current.size - snapshot.size);
+    const read = readSync(fd, buffer, 0, buffer.length, snapshot.size);
+    applyLines(snapshot, buffer.subarray(0, read), current);
+    return snapshot;
+  } catch (error) {
+    if (errnoCode(error) === 'ENOENT') return undefined;
+    throw ioError('read', path, error);
+  } finally {
+    if (fd !== undefined) closeQuietly(fd);
+  }
+}
+
+/**
+ * Applies the complete lines of `bytes` (which starts at `snapshot.size`) that follow the
+ * fencing rule. Returns whether the line written with token `watch` was accepted.
+ */
+export function applyLines(snapshot: Snapshot, bytes: Buffer, stats: Stats, watch?: string): boolean {
+  // Only complete lines count; a trailing fragment is a write in progress or cut short.
+  const complete = bytes.lastIndexOf(NEWLINE) + 1;
+  let accepted = false;
+  for (const text of bytes.toString('utf8', 0, complete).split('\n')) {
+    if (text === '' || snapshot.sealedTo !== undefined) continue;
+    const parsed = parseLogLine(text);
+    if (parsed.kind === 'void') continue;
+    if (parsed.kind === 'legacy') {
+      if (snapshot.gen !== LEGACY_GENERATION) continue;
+      snapshot.damaged += parsed.damaged;
+      applyChange(snapshot, parsed.add, parsed.drop);
+      continue;
+    }
+    const { line } = parsed;
+    // The fencing rule: exactly the next line of this generation, or void.
+    if (line.g !== snapshot.gen || line.at !== snapshot.seq) continue;
+    if (parsed.kind === 'seal') {
+      snapshot.seq++;
+      snapshot.sealedTo = parsed.line.next;
+    } else {
+      snapshot.damaged += parsed.damaged;
+      applyChange(snapshot, parsed.line.add, parsed.line.drop);
+    }
+    if (line.w === watch) accepted = true;
+  }
+  Object.assign(snapshot, { size: snapshot.size + complete, mtimeMs: stats.mtimeMs, ctimeMs: stats.ctimeMs });
+  return accepted;
+}
+
+/** Applies one accepted change line to the snapshot. */
+export function applyChange(snapshot: Snapshot, add: readonly ClaimRecord[], drop: readonly string[]): void {
+  for (const key of drop) snapshot.records.delete(key);
+  for (const record of add) snapshot.records.set(recordKey(record), record);
+  snapshot.seq++;
+}
