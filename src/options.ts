@@ -89,9 +89,10 @@ export interface AllocatorOptions {
    */
   lockTimeoutMs?: number | undefined;
   /**
-   * After how long a held lock counts as abandoned (its holder crashed) and may be broken; at
-   * least 2000. Work under the lock takes a few milliseconds at most (tens when the socket
-   * table must be read), so this only bounds crash recovery.
+   * After how long a lock that a waiter sees unchanged, by its own monotonic clock, counts
+   * as abandoned (its holder crashed or is paused) and may be broken; at least 2000. Work
+   * under the lock takes a few milliseconds at most (tens when the socket table must be
+   * read), so this only bounds crash recovery; a paused holder's writes are fenced.
    * @default 2000
    */
   staleMs?: number | undefined;
