@@ -1,3 +1,4 @@
+import { lstatSync } from 'node:fs';
 import { StateIoError } from './errors.js';
 import { currentBootId } from './liveness.js';
 import { type LockSettings, StateLock, warmUpLock } from './lock.js';
@@ -20,6 +21,16 @@ export type StateChange<T> = (state: StateData) => ChangeOutcome<T>;
 // Each void write means another writer's line got in first, so every retry follows real progress.
 const MAX_ATTEMPTS = 8;
 
+/** What a directory check depends on: which inode, and its type, mode and owner. */
+function directoryIdentity(dir: string): string | undefined {
+  try {
+    const stats = lstatSync(dir);
+    return `${stats.dev}:${stats.ino}:${stats.mode}:${stats.uid}`;
+  } catch {
+    return undefined; // missing or unreadable: the full check says which, with a typed error
+  }
+}
+
 function isMissingStateDir(error: unknown): boolean {
   return error instanceof StateIoError && (error.cause as NodeJS.ErrnoException | undefined)?.code === 'ENOENT';
 }
@@ -40,7 +51,8 @@ export class StateTransactions {
   private readonly shared: boolean;
   private readonly lock: StateLock;
   private readonly store: StateStore;
-  private prepared = false;
+  /** Identity of the directory as last checked (see {@link prepare}). */
+  private prepared: string | undefined;
 
   constructor(paths: StatePaths, settings: TransactionSettings) {
     this.paths = paths;
@@ -49,11 +61,16 @@ export class StateTransactions {
     this.store = new StateStore(paths.stateFile, settings.shared);
   }
 
-  /** Creates the state directory if needed and checks it is safe, once. */
+  /**
+   * Creates the state directory if needed and checks it is safe; checks again whenever it is
+   * no longer the directory checked (swapped for a symlink or another directory, its mode or
+   * owner changed), so a running process refuses it as a new one would.
+   */
   prepare(): void {
-    if (this.prepared) return;
+    const current = directoryIdentity(this.paths.dir);
+    if (this.prepared !== undefined && current === this.prepared) return;
     prepareStateDir(this.paths.dir, this.shared);
-    this.prepared = true;
+    this.prepared = directoryIdentity(this.paths.dir);
   }
 
   /**
@@ -72,7 +89,7 @@ export class StateTransactions {
         if (!isMissingStateDir(error) || attempt >= MAX_ATTEMPTS) throw error;
         // A temp cleaner (systemd-tmpfiles, tmpreaper) removed the directory under a
         // long-running process: create it again rather than fail every claim from now on.
-        this.prepared = false;
+        this.prepared = undefined;
         this.prepare();
       }
       if (attempt >= MAX_ATTEMPTS) {

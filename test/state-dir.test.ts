@@ -1,9 +1,9 @@
-import { chmodSync, chownSync, mkdirSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, mkdirSync, renameSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { isPortleaseError, PortAllocator, UnsafeStateDirError } from '../src/index.js';
 import { prepareStateDir, statePaths } from '../src/state-dir.js';
-import { makeStateDir } from './helpers.js';
+import { freeRunBase, makeStateDir } from './helpers.js';
 
 const posix = process.platform !== 'win32';
 const isRoot = process.getuid?.() === 0;
@@ -23,6 +23,24 @@ describe('the state directory', () => {
   it('keeps one state file per host', () => {
     expect(statePaths(root, 'ci-runner-1').stateFile).toBe(join(root, 'claims-ci-runner-1.jsonl'));
     expect(statePaths(root, 'we/ird host').stateFile).toBe(join(root, 'claims-we_ird_host.jsonl'));
+  });
+
+  it.skipIf(!posix)('is checked again by a running process once it was made world-writable or swapped for a symlink', async () => {
+    const dir = join(root, 'state');
+    const allocator = new PortAllocator({ stateDir: dir });
+    const base = await freeRunBase(2);
+    const lease = await allocator.claim({ base });
+    // Made writable by others under a running process: refused, as a new process would.
+    chmodSync(dir, 0o777);
+    expect(await allocator.claim({ base }).catch((caught: unknown) => caught)).toBeInstanceOf(UnsafeStateDirError);
+    chmodSync(dir, 0o700);
+    expect((await allocator.claim({ base })).port).toBe(base + 1);
+    // Swapped for a symlink to another directory.
+    renameSync(dir, join(root, 'moved'));
+    mkdirSync(join(root, 'elsewhere'), { mode: 0o700 });
+    symlinkSync(join(root, 'elsewhere'), dir);
+    expect(await allocator.claim({ base }).catch((caught: unknown) => caught)).toBeInstanceOf(UnsafeStateDirError);
+    expect(lease.port).toBe(base);
   });
 
   it('refuses a symlink', async () => {
