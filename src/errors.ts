@@ -28,8 +28,15 @@ export type PortleaseErrorCode =
 // versions in a monorepo), where `instanceof` on the class alone would fail.
 const kPortleaseError = Symbol.for('portlease.error');
 
+/** The brand of an error of any copy: the code of the portlease class that made it ('' for the base class). */
+function brandOf(value: unknown): string | undefined {
+  if (!(value instanceof Error)) return undefined;
+  const brand = (value as unknown as Record<symbol, unknown>)[kPortleaseError];
+  return typeof brand === 'string' ? brand : undefined;
+}
+
 function isBranded(value: unknown): value is PortleaseError {
-  return typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[kPortleaseError] === true;
+  return brandOf(value) !== undefined;
 }
 
 /** Base class of every error portlease raises on purpose (bad arguments raise `TypeError`/`RangeError`). */
@@ -42,7 +49,11 @@ export class PortleaseError extends Error {
    * a subclass by its code.
    */
   static override [Symbol.hasInstance](value: unknown): boolean {
-    return isBranded(value) && (this.code === undefined || value.code === this.code);
+    // A caller's own subclass keeps the ordinary prototype check: it must not match every
+    // portlease error, nor one of another code.
+    if (!Object.hasOwn(this, 'code')) return Function.prototype[Symbol.hasInstance].call(this, value);
+    const brand = brandOf(value);
+    return brand !== undefined && (this.code === undefined || brand === this.code);
   }
 
   override name = 'PortleaseError';
@@ -52,7 +63,10 @@ export class PortleaseError extends Error {
   constructor(code: PortleaseErrorCode, message: string, options?: ErrorOptions) {
     super(message, options);
     this.code = code;
-    Object.defineProperty(this, kPortleaseError, { value: true });
+    // The nearest of our classes above the one constructed (a caller may subclass ours).
+    let own: { code?: PortleaseErrorCode | undefined } | null = new.target;
+    while (own !== null && !Object.hasOwn(own, 'code')) own = Object.getPrototypeOf(own) as typeof own;
+    Object.defineProperty(this, kPortleaseError, { value: own?.code ?? '' });
   }
 }
 

@@ -231,12 +231,15 @@ export class StateLock {
     const seen = this.sightings.get(path);
     if (seen?.identity !== identity) {
       this.sightings.set(path, { identity, since: now });
-      // A caller whose lockTimeoutMs is below staleMs would never see a crashed holder's lock
-      // go stale; a lock far older than any critical section by the wall clock is stale too.
-      // Clocks rarely disagree by that much, and a wrong break costs a retry, not a duplicate.
-      return this.isAncient(path) ? identity : undefined;
+      return undefined;
     }
-    return now - seen.since >= this.settings.staleMs ? identity : undefined;
+    if (now - seen.since >= this.settings.staleMs) return identity;
+    // A caller whose lockTimeoutMs is below staleMs would never see a crashed holder's lock go
+    // stale: a lock also counts as stale once it is far older than any critical section by
+    // the wall clock AND this process saw it unchanged for half its own wait, so that a host
+    // clock far ahead of the filesystem's alone never breaks a live lock at first sight.
+    const patience = Math.min(this.settings.staleMs, this.settings.timeoutMs / 2);
+    return now - seen.since >= patience && this.isAncient(path) ? identity : undefined;
   }
 
   private isAncient(path: string): boolean {

@@ -1,4 +1,4 @@
-import { chmodSync, lstatSync, readdirSync, unlinkSync } from 'node:fs';
+import { chmodSync, lstatSync, readdirSync, renameSync, unlinkSync } from 'node:fs';
 import { connect, createServer, type Server } from 'node:net';
 import { join, resolve } from 'node:path';
 
@@ -38,6 +38,8 @@ interface OwnBeacon {
   name: string;
   /** Inode of the socket file as bound: tells when it was removed (or replaced) under us. */
   ino: number;
+  /** Whether the group may connect (mode 0660): kept for a rebind. */
+  shared: boolean;
 }
 
 // How often a process checks that its beacons are still in place (see keepBeaconsInPlace).
@@ -116,24 +118,28 @@ function isInPlace(beacon: OwnBeacon): boolean {
 }
 
 /** Every 30 s, puts back beacons removed under a process that claims no more (unref'd). */
-function keepBeaconsInPlace(shared: boolean): void {
+function keepBeaconsInPlace(): void {
   if (checkTimer !== undefined) return;
   checkTimer = setInterval(() => {
-    for (const [dir, beacon] of ownBeacons) if (!isInPlace(beacon)) ensureOwnBeacon(dir, shared);
+    for (const [dir, beacon] of ownBeacons) if (!isInPlace(beacon)) ensureOwnBeacon(dir, beacon.shared);
   }, BEACON_CHECK_MS);
   checkTimer.unref();
 }
 
 function bindBeacon(absoluteDir: string, name: string, shared: boolean): string | undefined {
   const path = join(absoluteDir, name);
-  if (!fitsSunPath(path)) return undefined;
-  tryUnlink(path); // a stale file of ours (replaced by someone) would make the bind fail
+  // Bound and listening under a temporary name first, then renamed into place: a checker
+  // must never find the name bound but not yet listening (refused reads as a dead owner).
+  // The temporary name has the same length and does not look like a beacon.
+  const temporaryPath = join(absoluteDir, `.${name.slice(1, -5)}.tmp`);
+  if (!fitsSunPath(path) || !fitsSunPath(temporaryPath)) return undefined;
+  tryUnlink(temporaryPath);
 
   const server = createServer((connection) => connection.destroy());
   // An accept error (EMFILE) would otherwise crash the owner; a failed bind is seen below.
   server.on('error', () => {});
   // exclusive: a cluster worker would otherwise ask the primary to bind, asynchronously.
-  server.listen({ path, exclusive: true });
+  server.listen({ path: temporaryPath, exclusive: true });
   // Node binds and listens inside listen() and only reports errors on a later tick, so
   // `listening` already tells whether the socket exists.
   if (!server.listening) {
@@ -141,22 +147,18 @@ function bindBeacon(absoluteDir: string, name: string, shared: boolean): string 
     return undefined;
   }
   server.unref();
-  try {
-    chmodSync(path, shared ? 0o660 : 0o600);
-  } catch {
-    server.close();
-    tryUnlink(path);
-    return undefined;
-  }
   let ino: number;
   try {
+    chmodSync(temporaryPath, shared ? 0o660 : 0o600);
+    renameSync(temporaryPath, path);
     ino = lstatSync(path).ino;
   } catch {
     server.close();
+    tryUnlink(temporaryPath);
     return undefined;
   }
-  ownBeacons.set(absoluteDir, { server, path, name, ino });
-  keepBeaconsInPlace(shared);
+  ownBeacons.set(absoluteDir, { server, path, name, ino, shared });
+  keepBeaconsInPlace();
   if (!exitHookInstalled) {
     exitHookInstalled = true;
     // A killed process skips this; its beacon is then removed by whoever finds it dead.

@@ -26,6 +26,8 @@ const LOOKUP_ERRORS = new Set(['ENOTFOUND', 'EAI_AGAIN', 'EAI_FAIL', 'EAI_NONAME
 // The socket could not even be made: nothing is known about the port, and trying the next
 // one will fail the same way.
 const RESOURCE_ERRORS = new Set(['EMFILE', 'ENFILE', 'ENOBUFS', 'ENOMEM']);
+// Ports probed at once (each bind holds a descriptor until it is closed).
+const PROBE_BATCH = 64;
 
 /** @throws {ResourcesExhaustedError} when the bind failed for lack of a system resource. */
 function classify(error: NodeJS.ErrnoException): BindOutcome {
@@ -194,15 +196,19 @@ export async function findBusyPorts(
 ): Promise<number[]> {
   const address = await resolveAddress(host);
   const addresses = probeAddresses(address, stack ?? (await addressStack()));
-  const free = await Promise.all(
-    ports.map(async (port) => {
-      // TCP and UDP are separate port spaces, so their probes cannot collide with each other.
-      const [tcp, udp] = await Promise.all([
-        protocol === 'udp' ? true : isFreeIn(bindTcp, port, host, addresses),
-        protocol === 'tcp' ? true : isFreeIn(bindUdp, port, host, addresses),
-      ]);
-      return tcp && udp;
-    }),
-  );
+  const probe = async (port: number): Promise<boolean> => {
+    // TCP and UDP are separate port spaces, so their probes cannot collide with each other.
+    const [tcp, udp] = await Promise.all([
+      protocol === 'udp' ? true : isFreeIn(bindTcp, port, host, addresses),
+      protocol === 'tcp' ? true : isFreeIn(bindUdp, port, host, addresses),
+    ]);
+    return tcp && udp;
+  };
+  // In batches: a run of hundreds of ports must not need hundreds of descriptors at once
+  // (macOS allows 256 by default).
+  const free: boolean[] = [];
+  for (let index = 0; index < ports.length; index += PROBE_BATCH) {
+    free.push(...(await Promise.all(ports.slice(index, index + PROBE_BATCH).map(probe))));
+  }
   return ports.filter((_, index) => !free[index]);
 }

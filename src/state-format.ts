@@ -141,9 +141,13 @@ export function parseHeader(text: string | undefined): ParsedHeader {
   if (typeof version === 'number' && version > STATE_VERSION) return { ok: false, reason: `of format ${version}`, newerVersion: version };
   if (version !== STATE_VERSION && version !== LEGACY_STATE_VERSION) return { ok: false, reason: `of unknown version ${JSON.stringify(version)}` };
   const generation = version === LEGACY_STATE_VERSION ? LEGACY_GENERATION : gen;
-  if (typeof generation !== 'string' || generation === '' || !isOptional(bootId, 'string') || !Array.isArray(claims)) {
+  // Only the shape randomToken makes: the id goes into file names (a planted `a/../x` must
+  // not), and generationOf must read the same id from the raw bytes.
+  if (typeof generation !== 'string' || !isGenerationId(generation) || !isOptional(bootId, 'string') || !Array.isArray(claims)) {
     return { ok: false, reason: 'malformed' };
   }
+  const rawPrefix = version === LEGACY_STATE_VERSION ? LEGACY_HEADER_PREFIX : `${HEADER_PREFIX}${generation}"`;
+  if (!text.startsWith(rawPrefix)) return { ok: false, reason: 'malformed' };
   const { records, damaged } = validRecords(claims);
   return { ok: true, gen: generation, bootId: bootId as string | undefined, claims: records, damaged };
 }
@@ -178,6 +182,17 @@ export function parseLogLine(text: string): LogLine {
 /** A plain file name, never a path: a planted seal must not send readers elsewhere. */
 function isSiblingName(name: string): boolean {
   return name.length > 0 && name.length <= 255 && !name.includes('/') && !name.includes('\\') && name !== '.' && name !== '..';
+}
+
+/** How every version-3 header begins, byte for byte: what generationOf reads the id from. */
+export const HEADER_PREFIX = '{"version":3,"gen":"';
+/** How every version-2 header begins. */
+export const LEGACY_HEADER_PREFIX = '{"version":2,';
+const GENERATION_ID = /^[0-9a-z]{1,32}$/;
+
+/** Whether `id` has the shape of a generation id (or is the legacy one). */
+export function isGenerationId(id: string): boolean {
+  return id === LEGACY_GENERATION || GENERATION_ID.test(id);
 }
 
 /** Identifies one stored record: pieces of a split claim share an id but never a start. */

@@ -3,8 +3,9 @@
  * for inspection), or keep a copy of one whose malformed records were left out. Each warns
  * once per file and process.
  */
-import { constants, copyFileSync, linkSync, renameSync, type Stats, statSync, unlinkSync } from 'node:fs';
+import { renameSync, type Stats, statSync, writeFileSync } from 'node:fs';
 import { StateIoError } from './errors.js';
+import { generationAt, readRegularFile } from './state-file.js';
 
 /** Code of the warning emitted when a state file is set aside or had malformed records left out. */
 export const CORRUPT_STATE_WARNING = 'PORTLEASE_STATE_CORRUPT';
@@ -18,34 +19,36 @@ function errnoCode(error: unknown): string | undefined {
 }
 
 /**
- * Some records were malformed and left out (each costs itself only): keep a copy of this
- * generation for inspection, once, and warn once per process.
+ * Some records were malformed and left out (each costs itself only): keep a copy of the
+ * file for inspection, once per generation, and warn once per process. The copy is read
+ * without blocking (regular files only) and written to a new file next to it, never
+ * through a planted name.
  */
 export function keepDamagedCopy(path: string, gen: string, damaged: number): void {
   const copyPath = `${path}.damaged-${gen}`;
   if (reportedDamage.has(copyPath)) return;
   reportedDamage.add(copyPath);
   try {
-    copyFileSync(path, copyPath, constants.COPYFILE_EXCL);
+    const bytes = readRegularFile(path);
+    // 'wx': fails if anything (a file, a symlink) is already at that name.
+    writeFileSync(copyPath, bytes, { flag: 'wx', mode: 0o600 });
   } catch {
     // Kept already (or cannot be kept): the warning still tells.
   }
-  if (!warnedPaths.has(path)) {
-    warnedPaths.add(path);
-    process.emitWarning(
-      `portlease: the state file ${path} held ${damaged} malformed record(s); they were left out and the rest kept. A copy is at ${copyPath}.`,
-      { code: CORRUPT_STATE_WARNING },
-    );
-  }
+  warnOnce(path, `held ${damaged} malformed record(s); they were left out and the rest kept. A copy is at ${copyPath}.`);
 }
 
+/** What tells the file found corrupt from another one: its inode (while the corrupt file exists it is not reused), or its generation. */
+export type SetAsideExpectation = { inode: Pick<Stats, 'dev' | 'ino'> } | { generation: string };
+
 /**
- * Renames the file in place aside (kept for inspection), if it is still `expected`, the
- * file found corrupt. A holder paused before this rename may find another file in place by
- * then (its successor's, fresh and valid): such a file is put back at once, and nothing
- * is read from the check that went stale.
+ * Renames the file in place aside (kept for inspection), if it is still the file found
+ * corrupt. A holder paused before this rename may find another file in place by then (its
+ * successor's, fresh and valid): such a file is put back at once, over anything created in
+ * the meantime (which can only be younger than it), and nothing is read from the check
+ * that went stale.
  */
-export function setAside(path: string, reason: string, expected: Pick<Stats, 'dev' | 'ino'>): void {
+export function setAside(path: string, reason: string, expected: SetAsideExpectation): void {
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
   const asidePath = `${path}.corrupt-${stamp}-${process.pid}`;
   try {
@@ -54,20 +57,25 @@ export function setAside(path: string, reason: string, expected: Pick<Stats, 'de
     if (errnoCode(error) === 'ENOENT') return;
     throw new StateIoError(`Cannot set aside the corrupt state file ${path}: ${(error as Error).message}`, error);
   }
-  const moved = statSync(asidePath, { throwIfNoEntry: false });
-  if (moved !== undefined && (moved.dev !== expected.dev || moved.ino !== expected.ino)) {
+  if (!isExpected(asidePath, expected)) {
     try {
-      linkSync(asidePath, path);
-      unlinkSync(asidePath);
+      renameSync(asidePath, path);
     } catch {
-      // A third process created a file meanwhile; what was moved stays aside, under its name.
+      // Gone meanwhile: nothing to put back.
     }
     return;
   }
-  if (!warnedPaths.has(path)) {
-    warnedPaths.add(path);
-    process.emitWarning(`portlease: the state file ${path} was ${reason}; it was moved to ${asidePath} and a fresh one started.`, {
-      code: CORRUPT_STATE_WARNING,
-    });
-  }
+  warnOnce(path, `was ${reason}; it was moved to ${asidePath} and a fresh one started.`);
+}
+
+function isExpected(movedPath: string, expected: SetAsideExpectation): boolean {
+  if ('generation' in expected) return generationAt(movedPath) === expected.generation;
+  const moved = statSync(movedPath, { throwIfNoEntry: false });
+  return moved === undefined || (moved.dev === expected.inode.dev && moved.ino === expected.inode.ino);
+}
+
+function warnOnce(path: string, what: string): void {
+  if (warnedPaths.has(path)) return;
+  warnedPaths.add(path);
+  process.emitWarning(`portlease: the state file ${path} ${what}`, { code: CORRUPT_STATE_WARNING });
 }

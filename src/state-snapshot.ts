@@ -2,18 +2,14 @@
  * This process's copy of the state file (a {@link Snapshot}): reading a generation whole,
  * reading what was appended since, and applying log lines by the fencing rule.
  */
-import { closeSync, constants, fstatSync, openSync, readSync, type Stats, unlinkSync } from 'node:fs';
+import { fstatSync, openSync, readSync, type Stats } from 'node:fs';
 import { StateIoError } from './errors.js';
+import { closeQuietly, errnoCode, generationOf, ioError, MAX_STATE_BYTES, READ_FLAGS } from './state-file.js';
 import { type ClaimRecord, LEGACY_GENERATION, parseHeader, parseLogLine, recordKey, STATE_VERSION } from './state-format.js';
 import { setAside } from './state-repair.js';
 
-// Far beyond any state portlease writes (a claim takes a few hundred bytes, and the log is
-// compacted at 32 KiB), and below what one string can hold.
-const MAX_STATE_BYTES = 64 * 2 ** 20;
 /** The line separator of the state file. */
 export const NEWLINE = 0x0a;
-// O_NONBLOCK: a FIFO planted at the state path must not block the open forever.
-const READ_FLAGS = constants.O_RDONLY | (constants.O_NONBLOCK ?? 0);
 
 /** What this process knows of the current generation, as last read or written. */
 export interface Snapshot {
@@ -55,53 +51,15 @@ export function sameVersion(snapshot: Snapshot, stats: Stats): boolean {
   return sameInode(snapshot, stats) && snapshot.size === stats.size && snapshot.mtimeMs === stats.mtimeMs && snapshot.ctimeMs === stats.ctimeMs;
 }
 
-const HEADER_PREFIX = /^\{"version":3,"gen":"([^"]+)"/;
-const LEGACY_HEADER_PREFIX = '{"version":2,';
 
 /**
- * The generation an open state file belongs to, from its first bytes. This, not the inode
- * or birth time, tells one generation from the next: inode numbers are reused, and many
- * filesystems report no birth time (or a changing one).
+ * Whether the open file `fd` is the generation the snapshot was read from. Generation ids are
+ * unique, so they alone decide: inode numbers are reused, and unstable on some filesystems.
  */
-export function generationOf(fd: number): string | undefined {
-  const head = Buffer.alloc(96);
-  const text = head.toString('utf8', 0, readSync(fd, head, 0, head.length, 0));
-  if (text.startsWith(LEGACY_HEADER_PREFIX)) return LEGACY_GENERATION;
-  return HEADER_PREFIX.exec(text)?.[1];
+export function sameGeneration(snapshot: Snapshot, fd: number): boolean {
+  return generationOf(fd) === snapshot.gen;
 }
 
-/** Whether the open file `fd` (with `stats`) is the generation the snapshot was read from. */
-export function sameGeneration(snapshot: Snapshot, stats: Stats, fd: number): boolean {
-  return sameInode(snapshot, stats) && generationOf(fd) === snapshot.gen;
-}
-
-/** The `code` of a system error, if any. */
-export function errnoCode(error: unknown): string | undefined {
-  return (error as NodeJS.ErrnoException | null)?.code;
-}
-
-/** `error` as a {@link StateIoError} naming what failed on which file (kept as is if it is one). */
-export function ioError(action: string, path: string, error: unknown): StateIoError {
-  return error instanceof StateIoError ? error : new StateIoError(`Cannot ${action} the state file ${path}: ${(error as Error).message}`, error);
-}
-
-/** Closes `fd`, ignoring errors: for `finally` blocks. */
-export function closeQuietly(fd: number): void {
-  try {
-    closeSync(fd);
-  } catch {
-    // Nothing more to do with it.
-  }
-}
-
-/** Removes `path` if it is there. */
-export function unlinkQuietly(path: string): void {
-  try {
-    unlinkSync(path);
-  } catch {
-    // Already gone.
-  }
-}
 
 /**
  * Reads the state file at `path` whole. A corrupt file reads as `undefined` (set aside first
@@ -142,7 +100,7 @@ export function readSnapshot(path: string, repair: boolean): Snapshot | undefine
     closeQuietly(fd);
   }
   if (tooLarge !== undefined) {
-    if (repair) setAside(path, `larger than ${MAX_STATE_BYTES / 2 ** 20} MiB (${tooLarge.size} bytes)`, tooLarge);
+    if (repair) setAside(path, `larger than ${MAX_STATE_BYTES / 2 ** 20} MiB (${tooLarge.size} bytes)`, { inode: tooLarge });
     return undefined;
   }
   const firstEnd = buffer.indexOf(NEWLINE);
@@ -157,7 +115,7 @@ export function readSnapshot(path: string, repair: boolean): Snapshot | undefine
         undefined,
       );
     }
-    if (repair) setAside(path, buffer.length === 0 ? 'empty' : header.reason, stats);
+    if (repair) setAside(path, buffer.length === 0 ? 'empty' : header.reason, { inode: stats });
     return undefined;
   }
   const headerBytes = firstEnd + 1;
@@ -183,7 +141,7 @@ export function readAppended(path: string, snapshot: Snapshot, repair: boolean):
     fd = openSync(path, READ_FLAGS);
     const current = fstatSync(fd);
     // Replaced meanwhile (a new generation): read it whole instead.
-    if (!sameGeneration(snapshot, current, fd) || current.size < snapshot.size) return readSnapshot(path, repair);
+    if (!sameGeneration(snapshot, fd) || current.size < snapshot.size || current.size > MAX_STATE_BYTES) return readSnapshot(path, repair);
     const buffer = Buffer.alloc(current.size - snapshot.size);
     const read = readSync(fd, buffer, 0, buffer.length, snapshot.size);
     applyLines(snapshot, buffer.subarray(0, read), current);

@@ -3,21 +3,18 @@ import { basename, dirname, join } from 'node:path';
 import { StateIoError } from './errors.js';
 import { pausePoint } from './pause-points.js';
 import { type ChangeLine, type ClaimRecord, LEGACY_GENERATION, randomToken, recordKey, type SealLine, STATE_VERSION, type StateData } from './state-format.js';
+import { closeQuietly, errnoCode, generationAt, ioError, unlinkQuietly } from './state-file.js';
 import { keepDamagedCopy, setAside } from './state-repair.js';
 import {
   applyChange,
   applyLines,
-  closeQuietly,
-  errnoCode,
   identityOf,
-  ioError,
   readAppended,
   readSnapshot,
   sameGeneration,
   sameInode,
   sameVersion,
   type Snapshot,
-  unlinkQuietly,
   NEWLINE,
 } from './state-snapshot.js';
 
@@ -159,7 +156,7 @@ export class StateStore {
       if (!this.publish(snapshot.sealedTo)) {
         // The sealed file is still in place and what it names is gone (removed by hand):
         // nothing can be read past the seal.
-        if (repair) setAside(this.path, 'sealed towards a file that no longer exists', snapshot);
+        if (repair) setAside(this.path, 'sealed towards a file that no longer exists', { generation: snapshot.gen });
         this.snapshot = undefined;
         return undefined;
       }
@@ -179,13 +176,9 @@ export class StateStore {
     } catch (error) {
       if (errnoCode(error) !== 'ENOENT') throw ioError('replace', this.path, error);
     }
-    // Someone else published it (or a later one) meanwhile, unless the sealed file is still here.
-    try {
-      const stats = statSync(this.path);
-      return this.snapshot === undefined || !sameInode(this.snapshot, stats);
-    } catch {
-      return true;
-    }
+    // Someone else published it (or a later one) meanwhile, unless the sealed generation is
+    // still in place. Asked of the file's own header: a new file may have the old inode number.
+    return this.snapshot === undefined || generationAt(this.path) !== this.snapshot.gen;
   }
 
   /** Appends `line` and reads back from what this process had read, to learn whether it was accepted. */
@@ -207,7 +200,7 @@ export class StateStore {
       pausePoint('read-back');
       const stats = fstatSync(fd);
       // The file was replaced since our load: our line went to a generation it does not name.
-      if (!sameGeneration(snapshot, stats, fd)) {
+      if (!sameGeneration(snapshot, fd)) {
         this.snapshot = undefined;
         return false;
       }

@@ -20,6 +20,18 @@ describe('errors', () => {
     expect(isPortleaseError({ code: 'PORTLEASE_STATE_IO' })).toBe(false); // a look-alike is not one
   });
 
+  it("leave a caller's own subclass to the ordinary prototype check", () => {
+    class AppError extends PortleaseError {}
+    const mine = new AppError('PORTLEASE_STATE_IO', 'mine');
+    expect(mine).toBeInstanceOf(AppError);
+    expect(new LockTimeoutError('/tmp/x.lock', 10)).not.toBeInstanceOf(AppError);
+    // Built with another code's value, it is still not that code's class.
+    expect(mine).not.toBeInstanceOf(StateIoError);
+    expect(mine).toBeInstanceOf(PortleaseError);
+    // A look-alike that is not an Error is never one of ours.
+    expect(Object.assign(Object.create(null), { [Symbol.for('portlease.error')]: true, code: 'PORTLEASE_STATE_IO' })).not.toBeInstanceOf(StateIoError);
+  });
+
   it('are recognised by another copy of the package in the same process', () => {
     const result = spawnSync(process.execPath, [join(fixturesDir, 'two-copies.mjs')], {
       env: { ...process.env, PORTLEASE_DIST: distEntry },

@@ -53,7 +53,7 @@ async function claimInAnotherProcess(base: number): Promise<number[]> {
  */
 function writeStateDueForCompaction(stateFile: string, port: number): void {
   const bootId = currentBootId();
-  const gen = 'test-generation';
+  const gen = 'testgeneration';
   const claim = { id: 'test-claim', start: port, count: 1, host: '0.0.0.0', pid: process.pid, createdAt: Date.now() };
   const lines = [JSON.stringify({ version: STATE_VERSION, gen, ...(bootId === undefined ? {} : { bootId }), claims: [claim] })];
   // Well past the compaction threshold (32 KiB of log).

