@@ -2,7 +2,6 @@ import { currentPidNamespace, FOREIGN_OWNER_MAX_AGE_MS, isOwnerAlive } from './l
 import { type BeaconState, probeBeacons } from './owner-beacon.js';
 import type { ClaimRecord } from './state-format.js';
 
-export { FOREIGN_OWNER_MAX_AGE_MS } from './liveness.js';
 // A beacon found alive is probed again after this long, when a claim runs into it again.
 const ALIVE_VERDICT_MS = 1000;
 
