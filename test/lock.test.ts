@@ -77,11 +77,14 @@ describe('StateLock', () => {
     // A stalls 3 s holding the lock; B breaks it after the stale time (2 s) and holds it
     // 1.8 s (less than the stale time); A wakes up and releases while B is inside; C arrives
     // then and must wait for B.
-    const start = Date.now() + 500;
-    const a = forkFixture('stalling-holder.mjs', [stateDir, String(start), '3000', '2000']);
-    const b = forkFixture('stalling-holder.mjs', [stateDir, String(start + 300), '1800', '2000']);
-    const c = forkFixture('stalling-holder.mjs', [stateDir, String(start + 3200), '100', '2000']);
+    const a = forkFixture('stalling-holder.mjs', [stateDir, '0', '3000', '2000']);
+    const b = forkFixture('stalling-holder.mjs', [stateDir, '300', '1800', '2000']);
+    const c = forkFixture('stalling-holder.mjs', [stateDir, '3200', '100', '2000']);
     try {
+      // Start instants are set once all three have loaded: a loaded machine must not reorder them.
+      await Promise.all([a, b, c].map((child) => nextMessage(child)));
+      const startAt = Date.now() + 200;
+      for (const child of [a, b, c]) child.send({ startAt });
       type Report = { entered: number; left: number; stillHeld: boolean };
       const [ra, rb, rc] = await Promise.all([a, b, c].map((child) => nextMessage<Report>(child, 25_000)));
       expect(rb!.entered).toBeGreaterThanOrEqual(ra!.entered + 2000);
