@@ -22,9 +22,14 @@ export async function coldTable() {
     const subjects = {
       'node -e 0': ['-e', '0'],
       'get-port, fresh process': ['--input-type=module', '-e', "import getPort from 'get-port'; await getPort({ port: 24000 });"],
-      'portlease findSequentialPorts(), fresh process': ['--input-type=module', '-e', `import { findSequentialPorts } from ${JSON.stringify(dist)}; await findSequentialPorts({ base: 24000 });`],
+      'portlease findSequentialPorts(), fresh process': [
+        '--input-type=module',
+        '-e',
+        `import { findSequentialPorts } from ${JSON.stringify(dist)}; await findSequentialPorts({ base: 24000 });`,
+      ],
     };
-    if (existsSync(cli)) subjects['portlease CLI claim'] = [cli, 'claim', '--base', '24000', '--pid', String(process.pid), '--state-dir', dir];
+    if (existsSync(cli))
+      subjects['portlease CLI claim'] = [cli, 'claim', '--base', '24000', '--pid', String(process.pid), '--state-dir', dir];
     const rows = [];
     let nodeOnly;
     for (const [name, args] of Object.entries(subjects)) {

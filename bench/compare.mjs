@@ -51,7 +51,13 @@ async function hot(root) {
   }
   for (const subject of Object.values(subjects)) rmSync(subject.dir, { recursive: true, force: true });
   const [b, a] = [subjects.before.samples, subjects.after.samples];
-  return [`hot claim+release, ${root}`, `${median(b).toFixed(0)} µs`, `${median(a).toFixed(0)} µs`, `${(median(a) / median(b)).toFixed(2)}×`, `p90 ${quantile(b, 0.9).toFixed(0)} → ${quantile(a, 0.9).toFixed(0)} µs`];
+  return [
+    `hot claim+release, ${root}`,
+    `${median(b).toFixed(0)} µs`,
+    `${median(a).toFixed(0)} µs`,
+    `${(median(a) / median(b)).toFixed(2)}×`,
+    `p90 ${quantile(b, 0.9).toFixed(0)} → ${quantile(a, 0.9).toFixed(0)} µs`,
+  ];
 }
 
 function cold() {
@@ -61,7 +67,11 @@ function cold() {
   for (const [name, checkout] of Object.entries(versions)) {
     commands[`${name}: CLI claim`] = [join(checkout, 'dist', 'cli.js'), 'claim', '--ttl', '1m', '--state-dir', dirs[name]];
     const entry = JSON.stringify(join(checkout, 'dist', 'index.js'));
-    commands[`${name}: library`] = ['--input-type=module', '-e', `const { findSequentialPorts } = await import(${entry}); await findSequentialPorts({ stateDir: ${JSON.stringify(dirs[name])} });`];
+    commands[`${name}: library`] = [
+      '--input-type=module',
+      '-e',
+      `const { findSequentialPorts } = await import(${entry}); await findSequentialPorts({ stateDir: ${JSON.stringify(dirs[name])} });`,
+    ];
   }
   const times = Object.fromEntries(Object.keys(commands).map((key) => [key, []]));
   for (let i = 0; i < runs; i++) {
@@ -76,7 +86,13 @@ function cold() {
   const floor = median(times['node -e 0']);
   return ['CLI claim', 'library'].map((what) => {
     const [b, a] = [median(times[`before: ${what}`]), median(times[`after: ${what}`])];
-    return [`cold ${what}`, `${b.toFixed(1)} ms (${(b / floor).toFixed(2)}× node -e 0)`, `${a.toFixed(1)} ms (${(a / floor).toFixed(2)}×)`, `${(a / b).toFixed(2)}×`, `node -e 0: ${floor.toFixed(1)} ms`];
+    return [
+      `cold ${what}`,
+      `${b.toFixed(1)} ms (${(b / floor).toFixed(2)}× node -e 0)`,
+      `${a.toFixed(1)} ms (${(a / floor).toFixed(2)}×)`,
+      `${(a / b).toFixed(2)}×`,
+      `node -e 0: ${floor.toFixed(1)} ms`,
+    ];
   });
 }
 
@@ -95,7 +111,13 @@ function contention(processes, rounds = 3) {
     }
   }
   const [b, a] = [median(p99.before), median(p99.after)];
-  return [`contention p99, ${processes} processes`, `${b.toFixed(0)} ms`, `${a.toFixed(0)} ms`, `${(a / b).toFixed(2)}×`, `rounds: ${p99.before.join(', ')} → ${p99.after.join(', ')} ms`];
+  return [
+    `contention p99, ${processes} processes`,
+    `${b.toFixed(0)} ms`,
+    `${a.toFixed(0)} ms`,
+    `${(a / b).toFixed(2)}×`,
+    `rounds: ${p99.before.join(', ')} → ${p99.after.join(', ')} ms`,
+  ];
 }
 
 const rows = [await hot('/tmp')];

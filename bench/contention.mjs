@@ -33,7 +33,7 @@ async function round(subject, processes, base) {
 
 /** Rows per subject and process count: p50, p99, max latency, wall, duplicates. */
 export async function contentionTable() {
-  const counts = quick ? [4] : (process.env.BENCH_COUNTS ?? '4,16,32').split(",").map(Number);
+  const counts = quick ? [4] : (process.env.BENCH_COUNTS ?? '4,16,32').split(',').map(Number);
   const rounds = quick ? 1 : 5;
   const rows = [];
   for (const processes of counts) {

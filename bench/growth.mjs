@@ -64,10 +64,20 @@ export async function growthTable(roots) {
     for (const live of sizes) results.push([live, await portleaseAt(root, live), await naiveJsonAt(root, live)]);
     const [, firstPortlease, firstNaive] = results[0];
     for (const [live, portlease, naive] of results) {
-      rows.push([label, String(live), ratio(portlease, firstPortlease), formatMicros(portlease), ratio(naive, firstNaive), formatMicros(naive)]);
+      rows.push([
+        label,
+        String(live),
+        ratio(portlease, firstPortlease),
+        formatMicros(portlease),
+        ratio(naive, firstNaive),
+        formatMicros(naive),
+      ]);
     }
   }
-  return table(['state on', 'live claims', 'portlease × (vs 10)', 'portlease claim+release', 'naive JSON × (vs 10)', 'naive JSON rewrite'], rows);
+  return table(
+    ['state on', 'live claims', 'portlease × (vs 10)', 'portlease claim+release', 'naive JSON × (vs 10)', 'naive JSON rewrite'],
+    rows,
+  );
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {

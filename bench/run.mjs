@@ -10,7 +10,9 @@ import { quick } from './lib.mjs';
 const roots = { 'ext4 (/tmp)': '/tmp' };
 if (process.platform === 'linux') roots['tmpfs (/dev/shm)'] = '/dev/shm';
 
-console.log(`Machine: ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB; Node ${process.version}; ${new Date().toISOString().slice(0, 10)}${quick ? ' (quick run)' : ''}\n`);
+console.log(
+  `Machine: ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB; Node ${process.version}; ${new Date().toISOString().slice(0, 10)}${quick ? ' (quick run)' : ''}\n`,
+);
 console.log('## 1. Hot, in-process\n');
 console.log(await hotTable(roots));
 console.log('## 2. Contention\n');

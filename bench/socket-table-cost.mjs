@@ -67,7 +67,10 @@ const churn = async () => {
 };
 
 const report = {};
-for (const [label, pairs] of [['few', 0], ['~2000', 1000]]) {
+for (const [label, pairs] of [
+  ['few', 0],
+  ['~2000', 1000],
+]) {
   const held = await openSockets(sink, pairs);
   const rows = readFileSync('/proc/net/tcp', 'latin1').split('\n').length - 2;
   const rows6 = readFileSync('/proc/net/tcp6', 'latin1').split('\n').length - 2;

@@ -4,7 +4,14 @@ import { type ClaimInfo, type Lease, type ListOptions, type ReleaseFilter, toCla
 import { OwnerLiveness } from './foreign-owners.js';
 import { currentPidNamespace, currentStartTime, readStartTime, type StartTime } from './liveness.js';
 import { ensureOwnBeacon, sweepDeadBeacons } from './owner-beacon.js';
-import { type AllocatorOptions, type ClaimOptions, type ResolvedAllocatorOptions, type ResolvedClaimOptions, resolveAllocatorOptions, resolveClaimOptions } from './options.js';
+import {
+  type AllocatorOptions,
+  type ClaimOptions,
+  type ResolvedAllocatorOptions,
+  type ResolvedClaimOptions,
+  resolveAllocatorOptions,
+  resolveClaimOptions,
+} from './options.js';
 import { MAX_PORT } from './port-ranges.js';
 import { findBusyPorts } from './probe.js';
 import { claimsReleasedAtExit, newClaimId } from './process-state.js';
@@ -96,7 +103,9 @@ export class PortAllocator {
     const ownerStartTime = request.pid === process.pid ? currentStartTime() : readStartTime(request.pid);
     if (ownerStartTime === null) throw new OwnerNotAliveError(request.pid);
     this.transactions.prepare();
-    const releasedAtExit = isReleasedAtExit(request) ? claimsReleasedAtExit(this.paths.stateFile, (ids) => this.releaseAtExit(ids)) : undefined;
+    const releasedAtExit = isReleasedAtExit(request)
+      ? claimsReleasedAtExit(this.paths.stateFile, (ids) => this.releaseAtExit(ids))
+      : undefined;
     // Everything that can be done before taking the lock is, so the lock is held briefly even
     // by a fresh process whose code is still cold.
     const owner = this.ownerFields(request.pid, ownerStartTime);
@@ -267,7 +276,14 @@ export class PortAllocator {
    */
   private async warmUp(): Promise<readonly ClaimRecord[] | undefined> {
     const state = await this.transactions.prefetch();
-    if (state !== undefined) findFreeRun(state.claims, 1, 1, () => false, () => true);
+    if (state !== undefined)
+      findFreeRun(
+        state.claims,
+        1,
+        1,
+        () => false,
+        () => true,
+      );
     return state?.claims;
   }
 

@@ -91,7 +91,10 @@ export class PortsExhaustedError extends PortleaseError {
 
   constructor(base: number, count: number, detail?: ExhaustedDetail) {
     const skipped = detail === undefined || detail.skipped.length === 0 ? '' : `, after skipping ${detail.skipped.join(', ')}`;
-    const busy = detail === undefined || detail.busy === 0 ? '' : `; ${detail.busy} port${detail.busy === 1 ? ' was' : 's were'} busy on ${detail.host}`;
+    const busy =
+      detail === undefined || detail.busy === 0
+        ? ''
+        : `; ${detail.busy} port${detail.busy === 1 ? ' was' : 's were'} busy on ${detail.host}`;
     super('PORTLEASE_EXHAUSTED', `No run of ${count} consecutive free port${count === 1 ? '' : 's'} in ${base}-65535${skipped}${busy}.`);
     this.base = base;
     this.count = count;

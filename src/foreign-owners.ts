@@ -40,7 +40,8 @@ export class OwnerLiveness {
    * ago (for `reap` and `list`, which are asked for now). Cheap when there are none: no I/O.
    */
   async refresh(claims: Iterable<ClaimRecord> = [], options: { fresh?: boolean } = {}): Promise<void> {
-    for (const claim of claims) if (claim.beacon !== undefined && OwnerLiveness.isForeign(claim)) this.want(claim.beacon, options.fresh === true);
+    for (const claim of claims)
+      if (claim.beacon !== undefined && OwnerLiveness.isForeign(claim)) this.want(claim.beacon, options.fresh === true);
     if (this.wanted.size === 0) return;
     const names = [...this.wanted];
     this.wanted.clear();

@@ -134,7 +134,12 @@ export class StateLock {
     let release: () => void;
     try {
       // lockSync probes the mtime precision on every call; acceptable once, at exit.
-      release = lockfile.lockSync(this.target, { realpath: false, retries: 0, stale: NEVER_STALE_MS, onCompromised: (error) => warnCompromised(this.lockPath, error) });
+      release = lockfile.lockSync(this.target, {
+        realpath: false,
+        retries: 0,
+        stale: NEVER_STALE_MS,
+        onCompromised: (error) => warnCompromised(this.lockPath, error),
+      });
     } catch (error) {
       if (errnoCode(error) === 'ELOCKED') return undefined;
       throw new StateIoError(`Cannot take the lock ${this.lockPath}: ${(error as Error).message}`, error);

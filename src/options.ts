@@ -203,7 +203,9 @@ function requireRange(name: string, value: unknown): PortRange {
 
 function requireExclusions(value: unknown): PortRange[] {
   if (!Array.isArray(value)) {
-    throw new TypeError(`Expected option \`exclude\` to be an array of ports and [first, last] ranges, got ${describe(value)} (${typeof value}).`);
+    throw new TypeError(
+      `Expected option \`exclude\` to be an array of ports and [first, last] ranges, got ${describe(value)} (${typeof value}).`,
+    );
   }
   return mergeRanges(
     value.map((entry: unknown) => {
@@ -279,7 +281,8 @@ export function resolveAllocatorOptions(input: AllocatorOptions = {}, env: NodeJ
   if (typeof sharedStateDir !== 'boolean') {
     throw new TypeError(`Expected option \`sharedStateDir\` to be a boolean, got ${describe(sharedStateDir)}.`);
   }
-  const ephemeralPortRange = input.ephemeralPortRange === undefined ? undefined : requireRange('ephemeralPortRange', input.ephemeralPortRange);
+  const ephemeralPortRange =
+    input.ephemeralPortRange === undefined ? undefined : requireRange('ephemeralPortRange', input.ephemeralPortRange);
   const socketTable = requireBoolean('socketTable', input.socketTable ?? true);
   return { stateDir, lockTimeoutMs, staleMs, sharedStateDir, ephemeralPortRange, socketTable };
 }

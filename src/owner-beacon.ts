@@ -295,6 +295,10 @@ export async function sweepDeadBeacons(dir: string, timeoutMs = 250): Promise<nu
     return 0;
   }
   const own = new Set(Array.from(ownBeacons.values(), (beacon) => beacon.name));
-  const states = await probeBeacons(dir, names.filter((name) => !own.has(name)), timeoutMs);
+  const states = await probeBeacons(
+    dir,
+    names.filter((name) => !own.has(name)),
+    timeoutMs,
+  );
   return [...states.values()].filter((state) => state === 'dead').length;
 }

@@ -21,10 +21,9 @@ export const IANA_EPHEMERAL_RANGE: PortRange = [49152, 65535];
  * 6679 when this was written; the standard added them in 2024, so both are kept.
  */
 export const UNSAFE_PORTS: readonly number[] = Object.freeze([
-  1, 7, 9, 11, 13, 15, 17, 19, 20, 21, 22, 23, 25, 37, 42, 43, 53, 69, 77, 79, 87, 95, 101, 102, 103, 104, 109, 110, 111,
-  113, 115, 117, 119, 123, 135, 137, 139, 143, 161, 179, 389, 427, 465, 512, 513, 514, 515, 526, 530, 531, 532, 540, 548,
-  554, 556, 563, 587, 601, 636, 989, 990, 993, 995, 1719, 1720, 1723, 2049, 3659, 4045, 4190, 5060, 5061, 6000, 6566,
-  6665, 6666, 6667, 6668, 6669, 6679, 6697, 10080,
+  1, 7, 9, 11, 13, 15, 17, 19, 20, 21, 22, 23, 25, 37, 42, 43, 53, 69, 77, 79, 87, 95, 101, 102, 103, 104, 109, 110, 111, 113, 115, 117,
+  119, 123, 135, 137, 139, 143, 161, 179, 389, 427, 465, 512, 513, 514, 515, 526, 530, 531, 532, 540, 548, 554, 556, 563, 587, 601, 636,
+  989, 990, 993, 995, 1719, 1720, 1723, 2049, 3659, 4045, 4190, 5060, 5061, 6000, 6566, 6665, 6666, 6667, 6668, 6669, 6679, 6697, 10080,
 ]);
 
 /** Where {@link readEphemeralRange} gets its facts; a seam for tests of other platforms. */
@@ -129,7 +128,8 @@ export class BlockedPorts {
     const { ephemeral, unsafe, exclude } = this.rules;
     if (ephemeral !== undefined && ephemeral[1] >= base) parts.push(`ephemeral ports ${formatRanges([ephemeral])}`);
     const unsafeAbove = UNSAFE_PORTS.filter((port) => port >= base);
-    if (unsafe && unsafeAbove.length > 0) parts.push(`browser-unsafe ports ${formatRanges(mergeRanges(unsafeAbove.map((port) => [port, port])))}`);
+    if (unsafe && unsafeAbove.length > 0)
+      parts.push(`browser-unsafe ports ${formatRanges(mergeRanges(unsafeAbove.map((port) => [port, port])))}`);
     const excluded = exclude.filter(([, last]) => last >= base);
     if (excluded.length > 0) parts.push(`excluded ports ${formatRanges(excluded)}`);
     return parts;

@@ -42,7 +42,11 @@ function classify(error: NodeJS.ErrnoException): BindOutcome {
  * while any host makes Node load its DNS module first (~10 ms of a cold start, even for an
  * IP literal).
  */
-function listenOptions(port: number, address: string, ipv6Only: boolean): { port: number; host?: string; ipv6Only: boolean; exclusive: true } {
+function listenOptions(
+  port: number,
+  address: string,
+  ipv6Only: boolean,
+): { port: number; host?: string; ipv6Only: boolean; exclusive: true } {
   // exclusive: never share a handle with a cluster primary, which would hide a conflict.
   return address === '::' && !ipv6Only ? { port, ipv6Only, exclusive: true } : { port, host: address, ipv6Only, exclusive: true };
 }
@@ -165,12 +169,7 @@ async function resolveAddress(host: string): Promise<string> {
   }
 }
 
-async function isFreeIn(
-  bind: typeof bindTcp,
-  port: number,
-  host: string,
-  addresses: readonly ProbeAddress[],
-): Promise<boolean> {
+async function isFreeIn(bind: typeof bindTcp, port: number, host: string, addresses: readonly ProbeAddress[]): Promise<boolean> {
   // One after another: our own probe on the requested host would otherwise collide with the wildcard probe.
   for (const { address, ipv6Only, required } of addresses) {
     const outcome = await bind(port, address, ipv6Only);

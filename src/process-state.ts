@@ -16,7 +16,12 @@ interface ProcessState {
 }
 
 function freshState(): ProcessState {
-  return { idPrefix: `${process.pid.toString(36)}.${threadId.toString(36)}.${randomToken()}`, claimCounter: 0, exitReleases: new Map(), exitHookInstalled: false };
+  return {
+    idPrefix: `${process.pid.toString(36)}.${threadId.toString(36)}.${randomToken()}`,
+    claimCounter: 0,
+    exitReleases: new Map(),
+    exitHookInstalled: false,
+  };
 }
 
 let state = freshState();

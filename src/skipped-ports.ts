@@ -62,7 +62,8 @@ export class BlockedPortsCache {
   for(request: ResolvedClaimOptions): BlockedPorts {
     const ephemeral = request.allowEphemeralPorts ? undefined : (this.ephemeralPortRange ?? systemEphemeralRange());
     const key = `${ephemeral?.join('-') ?? ''}|${request.allowUnsafePorts}|${JSON.stringify(request.exclude)}`;
-    if (this.last?.key !== key) this.last = { key, rules: new BlockedPorts({ ephemeral, unsafe: !request.allowUnsafePorts, exclude: request.exclude }) };
+    if (this.last?.key !== key)
+      this.last = { key, rules: new BlockedPorts({ ephemeral, unsafe: !request.allowUnsafePorts, exclude: request.exclude }) };
     return this.last.rules;
   }
 }

@@ -25,7 +25,8 @@ function readRegularFile(path: string): string {
   const fd = openSync(path, READ_FLAGS);
   try {
     const stats = fstatSync(fd);
-    if (!stats.isFile() || stats.size > MAX_CACHE_BYTES) throw new Error(`${path} is not a regular file of at most ${MAX_CACHE_BYTES} bytes`);
+    if (!stats.isFile() || stats.size > MAX_CACHE_BYTES)
+      throw new Error(`${path} is not a regular file of at most ${MAX_CACHE_BYTES} bytes`);
     return readFileSync(fd, 'utf8');
   } finally {
     closeSync(fd);
@@ -254,4 +255,3 @@ export const DEFAULT_SOCKET_TABLE_MAX_AGE_MS = 5000;
 
 /** How long a snapshot is reused even though new connections were opened; see `minRefreshMs`. */
 export const DEFAULT_SOCKET_TABLE_MIN_REFRESH_MS = 250;
-

@@ -72,7 +72,10 @@ export function prepareStateDir(dir: string, shared: boolean): void {
   if (!canCheckOwners || shared) return;
   const uid = process.getuid!();
   if (stats.uid !== uid) {
-    throw new UnsafeStateDirError(dir, `it is owned by uid ${stats.uid}, not by you (uid ${uid}); pass sharedStateDir to share it on purpose`);
+    throw new UnsafeStateDirError(
+      dir,
+      `it is owned by uid ${stats.uid}, not by you (uid ${uid}); pass sharedStateDir to share it on purpose`,
+    );
   }
   if ((stats.mode & GROUP_OR_OTHER_WRITE) !== 0) {
     throw new UnsafeStateDirError(

@@ -51,7 +51,9 @@ export function errnoCode(error: unknown): string | undefined {
 
 /** `error` as a {@link StateIoError} naming what failed on which file (kept as is if it is one). */
 export function ioError(action: string, path: string, error: unknown): StateIoError {
-  return error instanceof StateIoError ? error : new StateIoError(`Cannot ${action} the state file ${path}: ${(error as Error).message}`, error);
+  return error instanceof StateIoError
+    ? error
+    : new StateIoError(`Cannot ${action} the state file ${path}: ${(error as Error).message}`, error);
 }
 
 /** Closes `fd`, ignoring errors: for `finally` blocks. */
@@ -77,7 +79,8 @@ export function readRegularFile(path: string): Buffer {
   const fd = openSync(path, READ_FLAGS);
   try {
     const stats = fstatSync(fd);
-    if (!stats.isFile() || stats.size > MAX_STATE_BYTES) throw new Error(`${path} is not a regular file of at most ${MAX_STATE_BYTES} bytes`);
+    if (!stats.isFile() || stats.size > MAX_STATE_BYTES)
+      throw new Error(`${path} is not a regular file of at most ${MAX_STATE_BYTES} bytes`);
     return readFileSync(fd);
   } finally {
     closeQuietly(fd);

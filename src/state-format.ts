@@ -139,7 +139,8 @@ export function parseHeader(text: string | undefined): ParsedHeader {
   if (!isObject(value)) return { ok: false, reason: 'malformed' };
   const { version, gen, bootId, claims } = value;
   if (typeof version === 'number' && version > STATE_VERSION) return { ok: false, reason: `of format ${version}`, newerVersion: version };
-  if (version !== STATE_VERSION && version !== LEGACY_STATE_VERSION) return { ok: false, reason: `of unknown version ${JSON.stringify(version)}` };
+  if (version !== STATE_VERSION && version !== LEGACY_STATE_VERSION)
+    return { ok: false, reason: `of unknown version ${JSON.stringify(version)}` };
   const generation = version === LEGACY_STATE_VERSION ? LEGACY_GENERATION : gen;
   // Only the shape randomToken makes: the id goes into file names (a planted `a/../x` must
   // not), and generationOf must read the same id from the raw bytes.

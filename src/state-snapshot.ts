@@ -48,9 +48,10 @@ export function sameVersion(snapshot: Snapshot, stats: Stats): boolean {
   // A new file that reused the inode number with the same size and times would pass; then a
   // claim computed from the stale view is written to the wrong generation and is void, so
   // the shortcut can cost a retry, never a duplicate.
-  return sameInode(snapshot, stats) && snapshot.size === stats.size && snapshot.mtimeMs === stats.mtimeMs && snapshot.ctimeMs === stats.ctimeMs;
+  return (
+    sameInode(snapshot, stats) && snapshot.size === stats.size && snapshot.mtimeMs === stats.mtimeMs && snapshot.ctimeMs === stats.ctimeMs
+  );
 }
-
 
 /**
  * Whether the open file `fd` is the generation the snapshot was read from. Generation ids are
@@ -59,7 +60,6 @@ export function sameVersion(snapshot: Snapshot, stats: Stats): boolean {
 export function sameGeneration(snapshot: Snapshot, fd: number): boolean {
   return generationOf(fd) === snapshot.gen;
 }
-
 
 /**
  * Reads the state file at `path` whole. A corrupt file reads as `undefined` (set aside first

@@ -2,7 +2,16 @@ import { constants, fchmodSync, fstatSync, linkSync, openSync, readSync, renameS
 import { basename, dirname, join } from 'node:path';
 import { StateIoError } from './errors.js';
 import { pausePoint } from './pause-points.js';
-import { type ChangeLine, type ClaimRecord, LEGACY_GENERATION, randomToken, recordKey, type SealLine, STATE_VERSION, type StateData } from './state-format.js';
+import {
+  type ChangeLine,
+  type ClaimRecord,
+  LEGACY_GENERATION,
+  randomToken,
+  recordKey,
+  type SealLine,
+  STATE_VERSION,
+  type StateData,
+} from './state-format.js';
 import { closeQuietly, errnoCode, generationAt, ioError, unlinkQuietly } from './state-file.js';
 import { keepDamagedCopy, setAside } from './state-repair.js';
 import {
@@ -46,7 +55,6 @@ function nextWriteToken(): string {
   writeCounter = (writeCounter + 1) % Number.MAX_SAFE_INTEGER;
   return `${writerToken}.${writeCounter.toString(36)}`;
 }
-
 
 /**
  * The state file of one host: a header line (generation id and snapshot) followed by a log
@@ -113,7 +121,11 @@ export class StateStore {
   commit(next: StateData): boolean {
     const current = this.snapshot;
     if (current === undefined) return this.startGeneration(next, undefined);
-    if (current.gen === LEGACY_GENERATION || current.bootId !== next.bootId || this.logBytes(current) > Math.max(MIN_COMPACT_LOG_BYTES, current.headerBytes)) {
+    if (
+      current.gen === LEGACY_GENERATION ||
+      current.bootId !== next.bootId ||
+      this.logBytes(current) > Math.max(MIN_COMPACT_LOG_BYTES, current.headerBytes)
+    ) {
       return this.startGeneration(next, current);
     }
     const kept = new Set<ClaimRecord>();
@@ -311,5 +323,4 @@ export class StateStore {
       throw error;
     }
   }
-
 }

@@ -1,9 +1,29 @@
 import { spawn } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { PortAllocator, isPortleaseError, PortsExhaustedError, OwnerNotAliveError, claimPorts, findSequentialPorts, release } from '../src/index.js';
+import {
+  PortAllocator,
+  isPortleaseError,
+  PortsExhaustedError,
+  OwnerNotAliveError,
+  claimPorts,
+  findSequentialPorts,
+  release,
+} from '../src/index.js';
 import type { ClaimRecord } from '../src/state.js';
-import { canBind, close, distEntry, exited, forkFixture, freeRunBase, killAll, listen, makeStateDir, nextMessage, storedClaims as readStoredClaims } from './helpers.js';
+import {
+  canBind,
+  close,
+  distEntry,
+  exited,
+  forkFixture,
+  freeRunBase,
+  killAll,
+  listen,
+  makeStateDir,
+  nextMessage,
+  storedClaims as readStoredClaims,
+} from './helpers.js';
 
 let stateDir: string;
 let cleanup: () => void;

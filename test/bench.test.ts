@@ -12,7 +12,8 @@ describe('benchmark harness (quick smoke run)', () => {
   it('produces the four tables with every subject', async () => {
     const { stdout } = await promisify(execFile)(process.execPath, [run, '--quick'], { timeout: 120_000 });
     for (const heading of ['## 1. Hot', '## 2. Contention', '## 3. Growth', '## 4. Cold']) expect(stdout).toContain(heading);
-    for (const subject of ['| floor |', '| portlease claim |', '| get-port |', '| portfinder |', '| get-port-please |']) expect(stdout).toContain(subject);
+    for (const subject of ['| floor |', '| portlease claim |', '| get-port |', '| portfinder |', '| get-port-please |'])
+      expect(stdout).toContain(subject);
     expect(stdout).toMatch(/\| portlease \| 4 \| .* \| 0 of 12 \| 0 \|/);
     expect(stdout).toContain('| node -e 0 |');
   }, 150_000);

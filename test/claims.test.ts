@@ -45,7 +45,11 @@ describe('removePorts', () => {
   it('splits a run when only part of it is released', () => {
     const { kept, released } = removePorts([claim(100, 5)], () => true, new Set([101, 103]));
     expect(released).toEqual([101, 103]);
-    expect(kept.map((c) => [c.start, c.count])).toEqual([[100, 1], [102, 1], [104, 1]]);
+    expect(kept.map((c) => [c.start, c.count])).toEqual([
+      [100, 1],
+      [102, 1],
+      [104, 1],
+    ]);
     expect(new Set(kept.map((c) => c.id))).toEqual(new Set(['100']));
   });
 

@@ -29,7 +29,9 @@ describe('errors', () => {
     expect(mine).not.toBeInstanceOf(StateIoError);
     expect(mine).toBeInstanceOf(PortleaseError);
     // A look-alike that is not an Error is never one of ours.
-    expect(Object.assign(Object.create(null), { [Symbol.for('portlease.error')]: true, code: 'PORTLEASE_STATE_IO' })).not.toBeInstanceOf(StateIoError);
+    expect(Object.assign(Object.create(null), { [Symbol.for('portlease.error')]: true, code: 'PORTLEASE_STATE_IO' })).not.toBeInstanceOf(
+      StateIoError,
+    );
   });
 
   it('are recognised by another copy of the package in the same process', () => {

@@ -93,11 +93,15 @@ describe.skipIf(linuxOnly)('a lock holder stopped (SIGSTOP) at each step of a ch
       const handedOut = [...earlier, ...successor, ...first!, ...second!];
       expect(new Set(handedOut).size).toBe(handedOut.length);
       // Nothing was erased: every claim handed out is in the file, once.
-      const stored = storedClaims(allocator.stateFile).map((claim) => claim.start).sort((a, b) => a - b);
+      const stored = storedClaims(allocator.stateFile)
+        .map((claim) => claim.start)
+        .sort((a, b) => a - b);
       expect(stored).toEqual([...handedOut].sort((a, b) => a - b));
       for (const port of handedOut) expect(await canBind(port)).toBe(true);
       // A void generation file is removed by the writer that made it; only the state file and its lock remain.
-      expect(readdirSync(stateDir).filter((name) => name.startsWith('claims-') && !name.endsWith('.lock') && !name.includes('sockets'))).toHaveLength(1);
+      expect(
+        readdirSync(stateDir).filter((name) => name.startsWith('claims-') && !name.endsWith('.lock') && !name.includes('sockets')),
+      ).toHaveLength(1);
       holder.send('done');
       await exited(holder);
     } finally {
@@ -147,7 +151,9 @@ describe.skipIf(linuxOnly)('a claiming process stopped at random moments, with a
       const stored = new Set(storedClaims(new PortAllocator({ stateDir }).stateFile).map((claim) => claim.start));
       expect(successors.filter((port) => !stored.has(port))).toEqual([]);
       expect(held.filter((port) => !stored.has(port))).toEqual([]);
-      console.info(`random stops: 10, inside the lock: ${stopsInsideLock}, claims: ${held.length} + ${successors.length} successors, duplicates: 0`);
+      console.info(
+        `random stops: 10, inside the lock: ${stopsInsideLock}, claims: ${held.length} + ${successors.length} successors, duplicates: 0`,
+      );
       claimer.send('exit');
       await exited(claimer);
     } finally {

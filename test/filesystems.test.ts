@@ -77,7 +77,9 @@ describe.skipIf(!canLoopMount)(`a state directory on a filesystem without birth 
       expect(theirs).toHaveLength(30);
       const ours = kept.map((lease) => lease.port);
       expect(theirs.filter((port) => ours.includes(port))).toEqual([]);
-      const stored = storedClaims(allocator.stateFile).map((claim) => claim.start).sort((a, b) => a - b);
+      const stored = storedClaims(allocator.stateFile)
+        .map((claim) => claim.start)
+        .sort((a, b) => a - b);
       expect(stored).toEqual([...ours, ...theirs].sort((a, b) => a - b));
       other.send('exit');
       await exited(other);

@@ -118,7 +118,8 @@ export function nextMessage<T>(child: ChildProcess, timeoutMs = 20_000): Promise
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => done(new Error(`no message from child within ${timeoutMs} ms`)), timeoutMs);
     const onMessage = (message: T) => done(undefined, message);
-    const onExit = (code: number | null, signal: string | null) => done(new Error(`child exited (${code ?? signal}) before sending a message`));
+    const onExit = (code: number | null, signal: string | null) =>
+      done(new Error(`child exited (${code ?? signal}) before sending a message`));
     function done(error: Error | undefined, message?: T): void {
       clearTimeout(timer);
       child.off('message', onMessage);
@@ -203,10 +204,12 @@ export function tcpStates(port: number): string[] {
  */
 export async function holdInTimeWait(port: number, host = '127.0.0.1'): Promise<void> {
   const server = await listen(port, host);
-  const accepted = new Promise<void>((resolve) => server.once('connection', (socket) => {
+  const accepted = new Promise<void>((resolve) =>
+    server.once('connection', (socket) => {
       socket.destroy();
       resolve();
-    }));
+    }),
+  );
   const client = connect(port, host);
   client.on('error', () => {});
   const clientClosed = new Promise((resolve) => client.once('close', resolve));
@@ -227,7 +230,8 @@ export const hasPython = spawnSync('python3', ['--version'], { stdio: 'ignore' }
  * `'ok'`, or the errno (98 = EADDRINUSE on Linux).
  */
 export function bindWithoutReuseAddr(port: number, host = '127.0.0.1'): string {
-  const script = 'import socket,sys\ns=socket.socket()\ntry:\n s.bind((sys.argv[1],int(sys.argv[2]))); s.listen(); print("ok")\nexcept OSError as e: print(e.errno)';
+  const script =
+    'import socket,sys\ns=socket.socket()\ntry:\n s.bind((sys.argv[1],int(sys.argv[2]))); s.listen(); print("ok")\nexcept OSError as e: print(e.errno)';
   return spawnSync('python3', ['-c', script, host, String(port)], { encoding: 'utf8', timeout: 10_000 }).stdout.trim();
 }
 
@@ -271,7 +275,12 @@ export async function bindableEverywhere(port: number, ipv6: boolean): Promise<b
 }
 
 /** The first port at or above `from` that starts `count` ports bindable everywhere and not in `skip`. */
-export async function nextBindableRun(from: number, count: number, ipv6: boolean, skip: (port: number) => boolean = () => false): Promise<number> {
+export async function nextBindableRun(
+  from: number,
+  count: number,
+  ipv6: boolean,
+  skip: (port: number) => boolean = () => false,
+): Promise<number> {
   for (let start = from; start + count - 1 <= 65535; start++) {
     let ok = true;
     for (let port = start; port < start + count && ok; port++) ok = !skip(port) && (await bindableEverywhere(port, ipv6));

@@ -29,7 +29,9 @@ describe('liveness', () => {
     try {
       await new Promise((resolve) => setTimeout(resolve, 300));
       const { execFileSync } = await import('node:child_process');
-      const children = execFileSync('ps', ['-o', 'pid=,stat=', '--ppid', String(parent.pid)], { encoding: 'utf8' }).trim().split('\n');
+      const children = execFileSync('ps', ['-o', 'pid=,stat=', '--ppid', String(parent.pid)], { encoding: 'utf8' })
+        .trim()
+        .split('\n');
       const zombie = children.map((line) => line.trim().split(/\s+/)).find(([, stat]) => stat?.startsWith('Z'));
       expect(zombie).toBeDefined();
       expect(isOwnerAlive(Number(zombie![0]), undefined)).toBe(false);

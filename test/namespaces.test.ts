@@ -32,10 +32,23 @@ interface InsideReport {
 
 /** Starts the claimer as PID 1 of a new PID namespace; resolves to what it reports. */
 async function claimInNewNamespace(base: number, skewMs = 0): Promise<{ child: ChildProcess; report: InsideReport }> {
-  const child = spawn('unshare', ['--pid', '--fork', '--mount-proc', process.execPath, join(fixturesDir, 'namespace-claimer.mjs'), stateDir, String(base), String(skewMs)], {
-    env: { ...process.env, PORTLEASE_DIST: distEntry },
-    stdio: ['pipe', 'pipe', 'inherit'],
-  });
+  const child = spawn(
+    'unshare',
+    [
+      '--pid',
+      '--fork',
+      '--mount-proc',
+      process.execPath,
+      join(fixturesDir, 'namespace-claimer.mjs'),
+      stateDir,
+      String(base),
+      String(skewMs),
+    ],
+    {
+      env: { ...process.env, PORTLEASE_DIST: distEntry },
+      stdio: ['pipe', 'pipe', 'inherit'],
+    },
+  );
   children.push(child);
   const line = await new Promise<string>((resolve, reject) => {
     let text = '';
@@ -80,7 +93,11 @@ describe.skipIf(!canUnshare)(`two PID namespaces sharing one state directory${ca
     // Outside: both inner claims hold, by their owners' beacons, and reaping leaves them.
     expect((await outside.claim({ base })).port).toBe(base + 3);
     expect(await outside.reap()).toBe(0);
-    expect(storedClaims(outside.stateFile).map((claim) => claim.start).sort()).toEqual([base, base + 1, base + 2, base + 3]);
+    expect(
+      storedClaims(outside.stateFile)
+        .map((claim) => claim.start)
+        .sort(),
+    ).toEqual([base, base + 1, base + 2, base + 3]);
 
     // The first inner owner is killed (SIGKILL: no exit handler runs). Its beacon tells the
     // outside at once, whatever its PID means here.
@@ -88,7 +105,11 @@ describe.skipIf(!canUnshare)(`two PID namespaces sharing one state directory${ca
     process.kill(pid1, 'SIGKILL');
     await exited(first.child);
     expect(await outside.reap()).toBe(1);
-    expect(storedClaims(outside.stateFile).map((claim) => claim.start).sort()).toEqual([base, base + 2, base + 3]);
+    expect(
+      storedClaims(outside.stateFile)
+        .map((claim) => claim.start)
+        .sort(),
+    ).toEqual([base, base + 2, base + 3]);
     expect((await outside.claim({ base })).port).toBe(base + 1);
 
     old.child.stdin!.end();

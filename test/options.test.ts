@@ -94,7 +94,10 @@ describe('defaults', () => {
       allowEphemeralPorts: false,
       allowUnsafePorts: false,
     });
-    expect(resolveClaimOptions({ exclude: [[20, 30], 5, [25, 40], 41] }).exclude).toEqual([[5, 5], [20, 41]]);
+    expect(resolveClaimOptions({ exclude: [[20, 30], 5, [25, 40], 41] }).exclude).toEqual([
+      [5, 5],
+      [20, 41],
+    ]);
     expect(resolveAllocatorOptions({ stateDir: '/x' })).toMatchObject({ ephemeralPortRange: undefined, socketTable: true });
   });
 

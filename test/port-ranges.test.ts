@@ -64,11 +64,30 @@ describe('readEphemeralRange', () => {
 
 describe('ranges and the blocked-port bitmap', () => {
   it('merges overlapping and touching ranges', () => {
-    expect(mergeRanges([[10, 12], [1, 1], [13, 15], [11, 11], [20, 30]])).toEqual([[1, 1], [10, 15], [20, 30]]);
+    expect(
+      mergeRanges([
+        [10, 12],
+        [1, 1],
+        [13, 15],
+        [11, 11],
+        [20, 30],
+      ]),
+    ).toEqual([
+      [1, 1],
+      [10, 15],
+      [20, 30],
+    ]);
   });
 
   it('blocks exactly the ephemeral range, the unsafe ports and the exclusions it is given', () => {
-    const blocked = new BlockedPorts({ ephemeral: [30000, 30009], unsafe: true, exclude: [[100, 100], [200, 201]] });
+    const blocked = new BlockedPorts({
+      ephemeral: [30000, 30009],
+      unsafe: true,
+      exclude: [
+        [100, 100],
+        [200, 201],
+      ],
+    });
     const all = Array.from({ length: 65536 }, (_, port) => port).filter((port) => blocked.has(port));
     const expected = [...UNSAFE_PORTS, 100, 200, 201, ...Array.from({ length: 10 }, (_, i) => 30000 + i)];
     expect(all).toEqual([...new Set(expected)].sort((a, b) => a - b));
@@ -143,6 +162,8 @@ describe('claims skip the ephemeral range', () => {
     const seamed = new PortAllocator({ stateDir, ephemeralPortRange: [65000, 65535] });
     const error = await seamed.claim({ base: 64990, count: 20 }).catch((caught: unknown) => caught);
     expect(isPortleaseError(error, 'PORTLEASE_EXHAUSTED')).toBe(true);
-    expect((error as Error).message).toMatch(/No run of 20 consecutive free ports in 64990-65535, after skipping claimed ports, ephemeral ports 65000-65535/);
+    expect((error as Error).message).toMatch(
+      /No run of 20 consecutive free ports in 64990-65535, after skipping claimed ports, ephemeral ports 65000-65535/,
+    );
   });
 });

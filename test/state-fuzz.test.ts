@@ -70,14 +70,20 @@ describe('the state reader on arbitrary input', () => {
     try {
       fc.assert(
         fc.property(
-          fc.array(fc.oneof(validRecord.map((record) => ({ valid: true as const, record })), fc.anything().map((junk) => ({ valid: false as const, junk }))), { maxLength: 20 }),
+          fc.array(
+            fc.oneof(
+              validRecord.map((record) => ({ valid: true as const, record })),
+              fc.anything().map((junk) => ({ valid: false as const, junk })),
+            ),
+            { maxLength: 20 },
+          ),
           fc.array(fc.oneof(fc.anything(), fc.string()), { maxLength: 5 }),
           (entries, junkLines) => {
             // Unique ids, so that no record replaces another.
             const records = entries.map((entry, index) => (entry.valid ? { ...entry.record, id: `r${index}` } : entry.junk));
             const expected = records.filter(isClaimRecord).map(recordKey).sort();
             const header = JSON.stringify({ version: STATE_VERSION, gen: 'fuzz', claims: records });
-            const lines = junkLines.map((junk) => (typeof junk === 'string' ? junk.replace(/\n/g, ' ') : JSON.stringify(junk) ?? 'null'));
+            const lines = junkLines.map((junk) => (typeof junk === 'string' ? junk.replace(/\n/g, ' ') : (JSON.stringify(junk) ?? 'null')));
             writeFileSync(path, `${[header, ...lines].join('\n')}\n`);
             for (const claims of readBoth(path)) {
               for (const claim of claims) expect(isClaimRecord(claim)).toBe(true);

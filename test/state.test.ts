@@ -1,4 +1,16 @@
-import { appendFileSync, closeSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import {
+  appendFileSync,
+  closeSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
@@ -86,7 +98,14 @@ describe('a corrupt state file', () => {
 });
 
 describe('malformed records', () => {
-  const good = (start: number, id: string): ClaimRecord => ({ id, start, count: 1, host: '0.0.0.0', pid: process.pid, createdAt: Date.now() });
+  const good = (start: number, id: string): ClaimRecord => ({
+    id,
+    start,
+    count: 1,
+    host: '0.0.0.0',
+    pid: process.pid,
+    createdAt: Date.now(),
+  });
   const bad: unknown[] = [
     { id: 'port', start: 70000, count: 1, host: '0.0.0.0', pid: 1, createdAt: 0 },
     { id: 'count', start: 9000, count: -1, host: '0.0.0.0', pid: 1, createdAt: 0 },
@@ -114,7 +133,11 @@ describe('malformed records', () => {
     } finally {
       process.off('warning', onWarning);
     }
-    expect(storedClaims(allocator.stateFile).map((claim) => claim.start).sort()).toEqual([base, base + 1, base + 2]);
+    expect(
+      storedClaims(allocator.stateFile)
+        .map((claim) => claim.start)
+        .sort(),
+    ).toEqual([base, base + 1, base + 2]);
     expect(readdirSync(stateDir).filter((name) => name.includes('.damaged-g1'))).toHaveLength(1);
     expect(readdirSync(stateDir).filter((name) => name.includes('.corrupt-'))).toEqual([]);
     expect(warnings.filter((warning) => (warning as NodeJS.ErrnoException).code === CORRUPT_STATE_WARNING)).toHaveLength(1);
@@ -235,32 +258,39 @@ describe('StateStore', () => {
     expect(warn.mock.calls[0]![1]).toMatchObject({ code: CORRUPT_STATE_WARNING });
   });
 
-  it.skipIf(process.platform !== 'linux')('on a short append (file size limit), records nothing and raises PORTLEASE_STATE_IO', async () => {
-    const path = statePaths(stateDir).stateFile;
-    const store = new StateStore(path, false);
-    // A state file of exactly 1,000 bytes, of this boot, so the next claim appends: a header,
-    // then a blank line as padding (readers skip lines that are not changes).
-    const bootId = currentBootId();
-    store.commit({ ...(bootId ? { bootId } : {}), claims: [record(9000)] });
-    appendFileSync(path, `${' '.repeat(999 - statSync(path).size)}\n`);
-    expect(statSync(path).size).toBe(1000);
-    const before = readFileSync(path);
-    // A real short write: under `ulimit -f 1` the kernel stops the file at 1,024 bytes.
-    const child = spawn('bash', ['-c', `ulimit -f 1; exec "${process.execPath}" "${join(fixturesDir, 'claim-once.mjs')}" "${stateDir}" 30000`], {
-      env: { ...process.env, PORTLEASE_DIST: distEntry },
-      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-    });
-    try {
-      const report = await nextMessage<{ code?: string; message?: string; ports?: number[] }>(child);
-      expect(report.code).toBe('PORTLEASE_STATE_IO');
-      expect(report.message).toMatch(/short write: 24 of \d+ bytes/);
-    } finally {
-      killAll([child]);
-    }
-    // What was there is intact; the fragment is never read as a change, so the claim was never recorded.
-    expect(readFileSync(path).subarray(0, 1000)).toEqual(before);
-    expect(new StateStore(path, false).load({ repair: false }).claims.map((stored) => stored.start)).toEqual([9000]);
-  });
+  it.skipIf(process.platform !== 'linux')(
+    'on a short append (file size limit), records nothing and raises PORTLEASE_STATE_IO',
+    async () => {
+      const path = statePaths(stateDir).stateFile;
+      const store = new StateStore(path, false);
+      // A state file of exactly 1,000 bytes, of this boot, so the next claim appends: a header,
+      // then a blank line as padding (readers skip lines that are not changes).
+      const bootId = currentBootId();
+      store.commit({ ...(bootId ? { bootId } : {}), claims: [record(9000)] });
+      appendFileSync(path, `${' '.repeat(999 - statSync(path).size)}\n`);
+      expect(statSync(path).size).toBe(1000);
+      const before = readFileSync(path);
+      // A real short write: under `ulimit -f 1` the kernel stops the file at 1,024 bytes.
+      const child = spawn(
+        'bash',
+        ['-c', `ulimit -f 1; exec "${process.execPath}" "${join(fixturesDir, 'claim-once.mjs')}" "${stateDir}" 30000`],
+        {
+          env: { ...process.env, PORTLEASE_DIST: distEntry },
+          stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+        },
+      );
+      try {
+        const report = await nextMessage<{ code?: string; message?: string; ports?: number[] }>(child);
+        expect(report.code).toBe('PORTLEASE_STATE_IO');
+        expect(report.message).toMatch(/short write: 24 of \d+ bytes/);
+      } finally {
+        killAll([child]);
+      }
+      // What was there is intact; the fragment is never read as a change, so the claim was never recorded.
+      expect(readFileSync(path).subarray(0, 1000)).toEqual(before);
+      expect(new StateStore(path, false).load({ repair: false }).claims.map((stored) => stored.start)).toEqual([9000]);
+    },
+  );
 
   describe.skipIf(!canMountTmpfs)('on a full disk (a real 64 KiB tmpfs)', () => {
     let disk: string;

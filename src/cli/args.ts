@@ -51,7 +51,11 @@ export interface ParsedCommandLine<T extends ParseArgsOptionsConfig> {
  * `util.parseArgs` in strict mode, with its errors turned into {@link UsageError}s that
  * point at the command's help. Positionals after `--` are returned apart, untouched.
  */
-export function parseCommandLine<const T extends ParseArgsOptionsConfig>(command: string, args: string[], options: T): ParsedCommandLine<T> {
+export function parseCommandLine<const T extends ParseArgsOptionsConfig>(
+  command: string,
+  args: string[],
+  options: T,
+): ParsedCommandLine<T> {
   let parsed;
   try {
     parsed = parseArgs({ args, options, strict: true, allowPositionals: true, tokens: true });
@@ -110,7 +114,9 @@ export function parseExclusions(value: string | undefined): PortExclusion[] | un
   return value.split(',').map((item) => {
     const match = /^\s*(\d{1,5})(?:\s*-\s*(\d{1,5}))?\s*$/.exec(item);
     if (match === null) {
-      throw new UsageError(`Expected --exclude to be ports and ranges such as 5432,6379-6380, got ${JSON.stringify(value)}. See 'portlease --help'.`);
+      throw new UsageError(
+        `Expected --exclude to be ports and ranges such as 5432,6379-6380, got ${JSON.stringify(value)}. See 'portlease --help'.`,
+      );
     }
     return match[2] === undefined ? Number(match[1]) : ([Number(match[1]), Number(match[2])] as const);
   });

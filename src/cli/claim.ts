@@ -1,5 +1,14 @@
 import { resolveClaimOptions } from '../options.js';
-import { asUsage, CLAIM_SHAPE_OPTIONS, claimShape, COMMON_OPTIONS, noPositionals, parseCommandLine, parseWholeNumber, UsageError } from './args.js';
+import {
+  asUsage,
+  CLAIM_SHAPE_OPTIONS,
+  claimShape,
+  COMMON_OPTIONS,
+  noPositionals,
+  parseCommandLine,
+  parseWholeNumber,
+  UsageError,
+} from './args.js';
 import { parseDuration } from './duration.js';
 import { HELP } from './help.js';
 import { openAllocator } from './open-allocator.js';
@@ -33,7 +42,9 @@ export async function runClaim(args: string[]): Promise<number> {
   noPositionals('claim', positionals);
   if (values.pid !== undefined && values.ttl !== undefined) {
     // A TTL claim outlives its owner by design; naming an owner as well would suggest otherwise.
-    throw new UsageError("--pid and --ttl exclude each other: a claim lives either as long as a process or for a time. See 'portlease claim --help'.");
+    throw new UsageError(
+      "--pid and --ttl exclude each other: a claim lives either as long as a process or for a time. See 'portlease claim --help'.",
+    );
   }
   const ttlMs = values.ttl === undefined ? undefined : asUsage('claim', () => parseDuration(values.ttl!, '--ttl'));
   const pid = parseWholeNumber('pid', values.pid) ?? defaultOwner() ?? ttlOwner(ttlMs);

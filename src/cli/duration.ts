@@ -14,7 +14,9 @@ const PART_PATTERN = /(\d+)(ms|s|m|h|d)/g;
  */
 export function parseDuration(text: string, what = 'duration'): number {
   if (!DURATION_PATTERN.test(text)) {
-    throw new RangeError(`Expected ${what} to be a duration such as 90s, 30m, 2h or 1h30m (units ms, s, m, h, d), got ${JSON.stringify(text)}.`);
+    throw new RangeError(
+      `Expected ${what} to be a duration such as 90s, 30m, 2h or 1h30m (units ms, s, m, h, d), got ${JSON.stringify(text)}.`,
+    );
   }
   let total = 0;
   for (const [, amount, unit] of text.matchAll(PART_PATTERN)) total += Number(amount) * UNIT_MS[unit as keyof typeof UNIT_MS];

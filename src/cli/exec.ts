@@ -75,7 +75,9 @@ export async function runExec(args: string[]): Promise<number> {
   if (command.startsWith('-')) throw new UsageError(`Expected a command after '--', got the option-like ${JSON.stringify(command)}.`);
   const prefix = values.prefix ?? '';
   if (!NAME_PREFIX.test(prefix)) {
-    throw new UsageError(`Expected --prefix to be the start of an environment variable name (letters, digits, _), got ${JSON.stringify(prefix)}.`);
+    throw new UsageError(
+      `Expected --prefix to be the start of an environment variable name (letters, digits, _), got ${JSON.stringify(prefix)}.`,
+    );
   }
   // Checked before anything is spawned, so that bad usage runs nothing and changes nothing.
   const request = asUsage('exec', () =>
@@ -92,7 +94,9 @@ export async function runExec(args: string[]): Promise<number> {
     lease = await allocator.claim({ ...request, pid: process.pid });
     child = spawn(command, commandArgs, { stdio: 'inherit', env: { ...process.env, ...portEnvironment(prefix, lease.ports) } });
   } else {
-    child = spawn('/bin/sh', ['-c', TRAMPOLINE, 'portlease', command, ...commandArgs], { stdio: ['inherit', 'inherit', 'inherit', 'pipe'] });
+    child = spawn('/bin/sh', ['-c', TRAMPOLINE, 'portlease', command, ...commandArgs], {
+      stdio: ['inherit', 'inherit', 'inherit', 'pipe'],
+    });
   }
   const exited = exitOf(child);
   const stopForwarding = forwardSignals(child);
@@ -109,12 +113,18 @@ export async function runExec(args: string[]): Promise<number> {
         throw error;
       }
       const env = portEnvironment(prefix, lease.ports);
-      control.end(`${Object.entries(env).map(([name, value]) => `${name}=${value}\n`).join('')}exec\n`);
+      control.end(
+        `${Object.entries(env)
+          .map(([name, value]) => `${name}=${value}\n`)
+          .join('')}exec\n`,
+      );
     }
     const { code, signal } = await exited;
     await lease!.release().catch((error: unknown) => {
       // The command is gone, so its claim is dead anyway and the next search reaps it.
-      process.stderr.write(`portlease: could not release ${lease.ports.join(' ')} now (${(error as Error).message}); they are reaped later\n`);
+      process.stderr.write(
+        `portlease: could not release ${lease.ports.join(' ')} now (${(error as Error).message}); they are reaped later\n`,
+      );
     });
     return code ?? 128 + (signal === null ? 0 : (constants.signals[signal] ?? 0));
   } finally {

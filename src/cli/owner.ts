@@ -23,8 +23,28 @@ const EXEC_SUBCOMMANDS = new Set(['exec', 'x', 'dlx']);
 const SHELLS = new Set(['sh', 'bash', 'dash', 'zsh', 'ksh', 'mksh', 'ash', 'busybox']);
 // Programs that run one command and end with it (or exec it): they never use the ports.
 const WRAPPERS = new Set([
-  'timeout', 'flock', 'time', 'env', 'nice', 'ionice', 'chrt', 'taskset', 'numactl', 'stdbuf', 'setsid', 'nohup',
-  'runuser', 'su', 'sudo', 'doas', 'xargs', 'parallel', 'unbuffer', 'chronic', 'strace', 'ltrace',
+  'timeout',
+  'flock',
+  'time',
+  'env',
+  'nice',
+  'ionice',
+  'chrt',
+  'taskset',
+  'numactl',
+  'stdbuf',
+  'setsid',
+  'nohup',
+  'runuser',
+  'su',
+  'sudo',
+  'doas',
+  'xargs',
+  'parallel',
+  'unbuffer',
+  'chronic',
+  'strace',
+  'ltrace',
 ]);
 // Interpreters that some wrappers are scripts of (GNU parallel is perl, unbuffer is tclsh).
 const INTERPRETER = /^(?:perl[\d.]*|python[\d.]*|tclsh[\d.]*|expect|ruby[\d.]*)$/;
@@ -76,7 +96,9 @@ export function readProcessEntry(pid: number): ProcessEntry | undefined {
     // The name (field 2) may hold spaces and parentheses; then state, ppid, pgrp, session, tty, tpgid.
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
     const ppid = Number(fields[1]);
-    const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter((arg) => arg !== '');
+    const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8')
+      .split('\0')
+      .filter((arg) => arg !== '');
     // npm overwrites its argv with a title such as "npm exec portlease claim": one string.
     const words = argv.length === 1 && argv[0]!.includes(' ') ? argv[0]!.split(' ') : argv;
     const sigIgn = /^SigIgn:\s*([0-9a-f]+)/m.exec(readFileSync(`/proc/${pid}/status`, 'latin1'))?.[1] ?? '0';

@@ -34,11 +34,14 @@ export async function runRelease(args: string[]): Promise<number> {
   }
   const ports = positionals.map(parsePort);
   const explicitPid = parseWholeNumber('pid', values.pid);
-  const pid = explicitPid ?? (values.label === undefined ? defaultOwners() ?? noOwner() : undefined);
+  const pid = explicitPid ?? (values.label === undefined ? (defaultOwners() ?? noOwner()) : undefined);
   const allocator = openAllocator('release', values['state-dir']);
   const released = await allocator.releaseWhere({ ports: ports.length > 0 ? ports : undefined, pid, label: values.label });
   if (values.json === true) process.stdout.write(`${JSON.stringify({ released })}\n`);
   else if (released.length > 0) process.stdout.write(`${released.join(' ')}\n`);
-  else process.stderr.write(`portlease: nothing to release (no claim ${pid === undefined ? '' : `of pid ${[pid].flat().join(' or ')} `}matched)\n`);
+  else
+    process.stderr.write(
+      `portlease: nothing to release (no claim ${pid === undefined ? '' : `of pid ${[pid].flat().join(' or ')} `}matched)\n`,
+    );
   return 0;
 }

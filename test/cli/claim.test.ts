@@ -12,7 +12,19 @@ afterEach(() => cleanup());
 describe('portlease claim', () => {
   it('prints consecutive ports, claimed for the calling process', async () => {
     const base = await freeRunBase(3);
-    const result = await runCli(['claim', '--count', '3', '--base', String(base), '--host', '127.0.0.1', '--label', 'e2e', '--state-dir', stateDir]);
+    const result = await runCli([
+      'claim',
+      '--count',
+      '3',
+      '--base',
+      String(base),
+      '--host',
+      '127.0.0.1',
+      '--label',
+      'e2e',
+      '--state-dir',
+      stateDir,
+    ]);
     expect(result).toMatchObject({ code: 0, stderr: '' });
     expect(result.stdout).toMatch(/^\d+ \d+ \d+\n$/);
     const ports = result.stdout.trim().split(' ').map(Number);
@@ -21,14 +33,36 @@ describe('portlease claim', () => {
 
     const claims = await listClaims(stateDir);
     // The CLI has exited; its parent (this test process) owns the claim.
-    expect(claims).toMatchObject([{ ports, host: '127.0.0.1', pid: process.pid, status: 'live', live: true, label: 'e2e', expiresAt: null }]);
+    expect(claims).toMatchObject([
+      { ports, host: '127.0.0.1', pid: process.pid, status: 'live', live: true, label: 'e2e', expiresAt: null },
+    ]);
   });
 
   it.skipIf(process.platform !== 'linux')('passes the probe options on: --exclude, --protocol, --allow-ephemeral', async () => {
     const base = await freeRunBase(6);
-    const excluded = await runCli(['claim', '--count', '2', '--base', String(base), '--exclude', `${base}-${base + 2},${base + 4}`, '--state-dir', stateDir]);
+    const excluded = await runCli([
+      'claim',
+      '--count',
+      '2',
+      '--base',
+      String(base),
+      '--exclude',
+      `${base}-${base + 2},${base + 4}`,
+      '--state-dir',
+      stateDir,
+    ]);
     expect(excluded.stdout).toBe(`${base + 5} ${base + 6}\n`);
-    const udp = await runCli(['claim', '--base', String(base), '--protocol', 'both', '--exclude', `${base}-${base + 10}`, '--state-dir', stateDir]);
+    const udp = await runCli([
+      'claim',
+      '--base',
+      String(base),
+      '--protocol',
+      'both',
+      '--exclude',
+      `${base}-${base + 10}`,
+      '--state-dir',
+      stateDir,
+    ]);
     expect(udp.code).toBe(0);
     const [first, last] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
     const inside = await runCli(['claim', '--base', String(first! + 100), '--allow-ephemeral', '--state-dir', stateDir]);

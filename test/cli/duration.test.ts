@@ -15,7 +15,9 @@ describe('parseDuration', () => {
     for (const bad of ['soon', '90', '-5s', '1.5h', '5 s', '', 'h', '0s', '1w']) {
       expect(() => parseDuration(bad, '--ttl')).toThrow(RangeError);
     }
-    expect(() => parseDuration('soon', '--ttl')).toThrow('Expected --ttl to be a duration such as 90s, 30m, 2h or 1h30m (units ms, s, m, h, d), got "soon".');
+    expect(() => parseDuration('soon', '--ttl')).toThrow(
+      'Expected --ttl to be a duration such as 90s, 30m, 2h or 1h30m (units ms, s, m, h, d), got "soon".',
+    );
     expect(() => parseDuration('99999999999999999d')).toThrow(/at least 1ms and finite/);
   });
 });

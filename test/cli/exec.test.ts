@@ -25,7 +25,10 @@ function exec(args: string[], command: string[]): ChildProcess {
 function line(child: ChildProcess, pattern: RegExp, timeoutMs = 15_000): Promise<string> {
   return new Promise((resolve, reject) => {
     let seen = '';
-    const timer = setTimeout(() => reject(new Error(`no line matching ${pattern} within ${timeoutMs} ms; got ${JSON.stringify(seen)}`)), timeoutMs);
+    const timer = setTimeout(
+      () => reject(new Error(`no line matching ${pattern} within ${timeoutMs} ms; got ${JSON.stringify(seen)}`)),
+      timeoutMs,
+    );
     child.stdout!.on('data', (chunk: Buffer) => {
       seen += chunk.toString();
       const match = seen.split('\n').find((text) => pattern.test(text));
@@ -50,10 +53,18 @@ describe('portlease exec', () => {
       const listed = execFileSync(process.execPath, [process.argv[1], 'list', '--json', '--state-dir', process.argv[2]], { encoding: 'utf8' });
       console.log(JSON.stringify({ env: [process.env.PORT, process.env.PORTS, process.env.PORT_0, process.env.PORT_1, process.env.PORT_2, process.env.PORT_3],
         args: process.argv.slice(3), pid: process.pid, claims: JSON.parse(listed).claims }));`;
-    const child = exec(['--count', '3', '--base', String(base)], [process.execPath, '-e', script, cliPath, stateDir, 'a b', '$HOME', '*', '"q"']);
+    const child = exec(
+      ['--count', '3', '--base', String(base)],
+      [process.execPath, '-e', script, cliPath, stateDir, 'a b', '$HOME', '*', '"q"'],
+    );
     const result = await finished(child);
     expect(result).toMatchObject({ code: 0, stderr: '' });
-    const seen = JSON.parse(result.stdout) as { env: unknown[]; args: string[]; pid: number; claims: Array<{ ports: number[]; pid: number; status: string }> };
+    const seen = JSON.parse(result.stdout) as {
+      env: unknown[];
+      args: string[];
+      pid: number;
+      claims: Array<{ ports: number[]; pid: number; status: string }>;
+    };
     expect(seen.env).toEqual([String(base), `${base} ${base + 1} ${base + 2}`, String(base), String(base + 1), String(base + 2), null]);
     expect(seen.args).toEqual(['a b', '$HOME', '*', '"q"']);
     // The claim belongs to the command's own process, not to portlease.
@@ -62,7 +73,10 @@ describe('portlease exec', () => {
   });
 
   it('names the variables with --prefix', async () => {
-    const child = exec(['--count', '2', '--prefix', 'DB_'], [process.execPath, '-e', 'console.log(process.env.DB_PORT, process.env.DB_PORTS, process.env.DB_PORT_1, process.env.PORT)']);
+    const child = exec(
+      ['--count', '2', '--prefix', 'DB_'],
+      [process.execPath, '-e', 'console.log(process.env.DB_PORT, process.env.DB_PORTS, process.env.DB_PORT_1, process.env.PORT)'],
+    );
     const result = await finished(child);
     expect(result.stdout).toMatch(/^(\d+) \1 (\d+) \2 undefined\n$/);
   });
@@ -76,7 +90,10 @@ describe('portlease exec', () => {
     expect(await listClaims(stateDir)).toMatchObject([{ ports: [port], status: 'live' }]);
     const reply = await new Promise<string>((resolve, reject) => {
       let data = '';
-      connect(port, '127.0.0.1').on('data', (chunk) => (data += chunk)).on('end', () => resolve(data)).on('error', reject);
+      connect(port, '127.0.0.1')
+        .on('data', (chunk) => (data += chunk))
+        .on('end', () => resolve(data))
+        .on('error', reject);
     });
     expect(reply).toBe('hello');
     expect(await finished(child)).toMatchObject({ code: 0 });
@@ -90,9 +107,16 @@ describe('portlease exec', () => {
   });
 
   it('forwards SIGTERM to the command and releases the claim', async () => {
-    const child = exec([], [process.execPath, '-e', `${HOLD}
+    const child = exec(
+      [],
+      [
+        process.execPath,
+        '-e',
+        `${HOLD}
       process.on('SIGTERM', () => { console.log('child got SIGTERM'); process.exit(0); });
-      console.log('ready');`]);
+      console.log('ready');`,
+      ],
+    );
     await line(child, /^ready$/);
     expect(await listClaims(stateDir)).toHaveLength(1);
     const done = finished(child);

@@ -123,7 +123,9 @@ describe.runIf(process.platform === 'linux')('the default owner from real shells
   }
 
   it('P=$(portlease claim): the script shell', async () => {
-    const { owner, shell } = await ownerAndShell('P=$("$NODE" "$CLI" claim --state-dir "$STATE_DIR"); "$NODE" "$CLI" list --json --state-dir "$STATE_DIR"');
+    const { owner, shell } = await ownerAndShell(
+      'P=$("$NODE" "$CLI" claim --state-dir "$STATE_DIR"); "$NODE" "$CLI" list --json --state-dir "$STATE_DIR"',
+    );
     expect(owner).toBe(shell);
   });
 
@@ -140,5 +142,4 @@ describe.runIf(process.platform === 'linux')('the default owner from real shells
     );
     expect(owner).toBe(shell);
   });
-
 });

@@ -23,7 +23,16 @@ describe(`${PROCESSES} portlease claim processes started at the same instant`, (
     const go = join(stateDir, 'go');
     for (let i = 0; i < PROCESSES; i++) {
       // Node is started and waits in the preloaded barrier; the CLI runs once `go` exists.
-      const args = ['--import', join(fixturesDir, 'start-barrier.mjs'), cliPath, 'claim', '--count', String(PORTS_EACH), '--base', String(base)];
+      const args = [
+        '--import',
+        join(fixturesDir, 'start-barrier.mjs'),
+        cliPath,
+        'claim',
+        '--count',
+        String(PORTS_EACH),
+        '--base',
+        String(base),
+      ];
       children.push(
         spawn(process.execPath, [...args, '--host', '127.0.0.1', '--state-dir', stateDir], {
           stdio: ['ignore', 'pipe', 'pipe'],

@@ -12,7 +12,9 @@ describe.skipIf(process.platform === 'win32')('a probe that runs out of file des
   it('fails at once with PORTLEASE_RESOURCES, exit 1, and claims nothing', async () => {
     const base = await freeRunBase(50);
     // 50 descriptors let Node load the CLI; 50 parallel probe sockets then run out.
-    const result = await runBash(`ulimit -n 50; exec "$NODE" "$CLI" claim --count 50 --base ${base} --state-dir "$STATE_DIR"`, { STATE_DIR: stateDir });
+    const result = await runBash(`ulimit -n 50; exec "$NODE" "$CLI" claim --count 50 --base ${base} --state-dir "$STATE_DIR"`, {
+      STATE_DIR: stateDir,
+    });
     expect(result.code).toBe(1);
     expect(result.stdout).toBe('');
     expect(result.stderr).toMatch(/^portlease: PORTLEASE_RESOURCES: Cannot probe ports: EMFILE .*ulimit -n/);
