@@ -1,27 +1,40 @@
 import { resolve } from 'node:path';
 import { type ClaimInfo, type Lease, type ListOptions, PortAllocator } from './allocator.js';
 import type { ClaimOptions } from './options.js';
+import { processSlot } from './process-state.js';
 
-let defaultAllocator: PortAllocator | undefined;
+/**
+ * The allocators behind the module-level functions. Process state, not module state, so a
+ * CommonJS and an ESM copy of portlease in one process share them (the methods used here are
+ * the same in both copies).
+ */
+interface DefaultAllocators {
+  fromEnvironment: PortAllocator | undefined;
+  // One allocator per state directory: each keeps a copy of the state and a lock queue, which
+  // only help if calls for the same directory share them.
+  byDir: Map<string, PortAllocator>;
+}
+
+function defaultAllocators(): DefaultAllocators {
+  return processSlot('default-allocators.v1', (): DefaultAllocators => ({ fromEnvironment: undefined, byDir: new Map() }));
+}
 
 /**
  * The allocator behind the module-level functions: default settings, state directory from
  * `PORTLEASE_STATE_DIR` or the per-user temporary directory. Created on first use.
  */
 export function getDefaultAllocator(): PortAllocator {
-  defaultAllocator ??= new PortAllocator();
-  return defaultAllocator;
+  const allocators = defaultAllocators();
+  allocators.fromEnvironment ??= new PortAllocator();
+  return allocators.fromEnvironment;
 }
-
-// One allocator per state directory: each keeps a copy of the state and a lock queue, which
-// only help if calls for the same directory share them.
-const allocatorsByDir = new Map<string, PortAllocator>();
 
 function allocatorFor(stateDir: string | undefined): PortAllocator {
   if (stateDir === undefined) return getDefaultAllocator();
   // An invalid value gets the allocator's own TypeError.
   if (typeof stateDir !== 'string' || stateDir === '') return new PortAllocator({ stateDir });
   const key = resolve(stateDir);
+  const allocatorsByDir = defaultAllocators().byDir;
   let allocator = allocatorsByDir.get(key);
   if (allocator === undefined) {
     allocator = new PortAllocator({ stateDir });
