@@ -60,7 +60,8 @@ export class PortleaseError extends Error {
   /** Stable, documented error code. */
   readonly code: PortleaseErrorCode;
 
-  constructor(code: PortleaseErrorCode, message: string, options?: ErrorOptions) {
+  // Not `ErrorOptions`: that needs lib es2022 in every consumer's compilation (see test/package).
+  constructor(code: PortleaseErrorCode, message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.code = code;
     // The nearest of our classes above the one constructed (a caller may subclass ours).
