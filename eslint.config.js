@@ -17,8 +17,12 @@ export default tseslint.config(
   },
   {
     // CommonJS files exist to be loaded with require(): the CJS build's fixtures and recipes.
-    files: ['**/*.cjs'],
+    files: ['**/*.cjs', 'examples/jest/**/*.js'],
     languageOptions: { sourceType: 'commonjs' },
     rules: { '@typescript-eslint/no-require-imports': 'off' },
+  },
+  {
+    files: ['examples/jest/test/**/*.js'],
+    languageOptions: { globals: globals.jest },
   },
 );

@@ -1,5 +1,5 @@
 import { spawn, type SpawnOptions } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -47,6 +47,37 @@ export interface PackedInstall {
  * an empty project. Runners are linked from the repository rather than installed again: the
  * package under test is the tarball, the runners are only tools.
  */
+/** A clean environment for a runner started inside vitest, with its own state directory. */
+export function runnerEnv(stateDir: string, extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  // A nested runner must not take our worker's identity (VITEST_POOL_ID, ...) or a claim
+  // this process handed down.
+  const inherited = Object.entries(process.env).filter(([key]) => !/^(VITEST|TINYPOOL|PORTLEASE_ONCE_|JEST_)/.test(key));
+  return { ...Object.fromEntries(inherited), PORTLEASE_STATE_DIR: stateDir, CI: 'true', ...extra };
+}
+
+/**
+ * Copies the recipe `examples/<name>` next to the installed package and gives it a
+ * node_modules as `npm install` would: portlease from the tarball, its runners from the
+ * repository, and their commands in node_modules/.bin, so `npm test` runs as in the recipe.
+ */
+export function prepareRecipe(packed: PackedInstall, name: string, runners: readonly string[]): string {
+  const dir = join(packed.root, name);
+  cpSync(join(repoDir, 'examples', name), dir, { recursive: true });
+  const modules = join(dir, 'node_modules');
+  mkdirSync(join(modules, '.bin'), { recursive: true });
+  const packages: Array<[string, string]> = [
+    ['portlease', join(packed.project, 'node_modules', 'portlease')],
+    ...runners.map((runner): [string, string] => [runner, join(repoModules, runner)]),
+  ];
+  for (const [packageName, target] of packages) {
+    mkdirSync(join(modules, packageName, '..'), { recursive: true });
+    symlinkSync(target, join(modules, packageName), 'dir');
+    const { bin = {} } = JSON.parse(readFileSync(join(target, 'package.json'), 'utf8')) as { bin?: Record<string, string> };
+    for (const [command, file] of Object.entries(bin)) symlinkSync(join(target, file), join(modules, '.bin', command));
+  }
+  return dir;
+}
+
 export async function installPacked(): Promise<PackedInstall> {
   const root = mkdtempSync(join(tmpdir(), 'portlease-pack-'));
   await run('npm', ['pack', '--ignore-scripts', '--pack-destination', root], { cwd: repoDir });
