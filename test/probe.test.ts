@@ -24,6 +24,7 @@ import {
   storedClaims,
   canRunAsNobody,
   NOBODY_SKIP_REASON,
+  nobodyReadableCopy,
 } from './helpers.js';
 
 const ipv6 = await hasIPv6();
@@ -189,8 +190,10 @@ describe.skipIf(!eaccesRunnable)(`EACCES${eaccesRunnable ? '' : ` (${NOBODY_SKIP
   const asNobody = isRoot ? { uid: 65534, gid: 65534 } : {};
 
   async function runUnprivileged(args: string[]): Promise<{ skip?: string; ports?: number[]; error?: { code: string; message: string } }> {
-    const child = spawn(process.execPath, [join(fixturesDir, 'claim-unprivileged.mjs'), ...args], {
-      env: { ...process.env, PORTLEASE_DIST: distEntry, TMPDIR: tmpdir() },
+    // As nobody, from a copy nobody can read: the checkout may be private.
+    const code = isRoot ? nobodyReadableCopy() : { distEntry, fixturesDir };
+    const child = spawn(process.execPath, [join(code.fixturesDir, 'claim-unprivileged.mjs'), ...args], {
+      env: { ...process.env, PORTLEASE_DIST: code.distEntry, TMPDIR: tmpdir() },
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
       ...asNobody,
     });
