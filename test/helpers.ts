@@ -4,7 +4,7 @@ import { chmodSync, cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, 
 import { get as httpGet } from 'node:http';
 import { connect, createServer, isIP, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { markLocalPorts } from '../src/socket-table.js';
 import { type ClaimRecord, StateStore } from '../src/state.js';
@@ -93,12 +93,11 @@ let readableCopy: ReadableCopy | undefined;
  * A copy of the build, the fixtures and the runtime dependencies in a directory every user
  * can read. A clone in a private directory (`mktemp -d` makes mode 0700, `/root` is 0700)
  * cannot be read by `nobody`; the tests that switch users run their fixtures from here
- * instead. Made once per test process, removed when it exits.
+ * instead. Made once per test process; call {@link removeNobodyReadableCopy} in `afterAll`.
  */
 export function nobodyReadableCopy(): ReadableCopy {
   if (readableCopy !== undefined) return readableCopy;
   const root = mkdtempSync(join(tmpdir(), 'portlease-readable-'));
-  process.once('exit', () => rmSync(root, { recursive: true, force: true }));
   cpSync(join(projectRoot, 'dist'), join(root, 'dist'), { recursive: true });
   cpSync(join(projectRoot, 'package.json'), join(root, 'package.json'));
   cpSync(fixturesDir, join(root, 'fixtures'), { recursive: true });
@@ -128,6 +127,14 @@ function* walk(dir: string): Generator<string> {
     if (entry.isDirectory()) yield* walk(path);
     else yield path;
   }
+}
+
+/** Removes the copy made by {@link nobodyReadableCopy}, if any. */
+export function removeNobodyReadableCopy(): void {
+  if (readableCopy === undefined) return;
+  rmSync(dirname(dirname(readableCopy.distEntry)), { recursive: true, force: true });
+  readableCopy = undefined;
+  nobodyCanRun = undefined;
 }
 
 let nobodyCanRun: boolean | undefined;

@@ -2,7 +2,7 @@ import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { currentPidNamespace, isOwnerAlive } from '../src/liveness.js';
 import { closeOwnBeacons, ensureOwnBeacon, isBeaconName, probeBeacons, sweepDeadBeacons } from '../src/owner-beacon.js';
 import {
@@ -14,7 +14,11 @@ import {
   makeStateDir,
   NOBODY_SKIP_REASON,
   nobodyReadableCopy,
+  removeNobodyReadableCopy,
 } from './helpers.js';
+
+// The copy of the build that nobody reads (made when the tests below check whether they can run).
+afterAll(removeNobodyReadableCopy);
 
 const linux = process.platform === 'linux';
 const supported = linux || process.platform === 'darwin';

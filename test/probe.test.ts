@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { HostUnavailableError, isPortleaseError, PortAllocator } from '../src/index.js';
 import { type AddressStack, findBusyPorts, probeAddresses } from '../src/probe.js';
 import {
@@ -25,7 +25,11 @@ import {
   canRunAsNobody,
   NOBODY_SKIP_REASON,
   nobodyReadableCopy,
+  removeNobodyReadableCopy,
 } from './helpers.js';
+
+// The copy of the build that nobody reads (made when the tests below check whether they can run).
+afterAll(removeNobodyReadableCopy);
 
 const ipv6 = await hasIPv6();
 
