@@ -55,11 +55,11 @@ function openCounters(snmp: string): string | undefined {
 
 /**
  * Linux's `/proc/net`; where it is missing, `signal()` is `undefined` and the bind probe
- * works alone. The signal is the TCP open counters of `/proc/net/snmp`, which count both
- * families and only ever grow: every socket the table lists other than a listener
- * (ESTABLISHED, TIME_WAIT, ...) began as an active or passive open, so while they stand
- * still no port can have gained such a socket since the table was read. Sockets that went
- * away since only leave ports marked a little longer (until the maximum age), which is
+ * works alone. The signal is the TCP open counters of `/proc/net/snmp` (`active/passive`),
+ * which count both families and only ever grow: every socket the table lists other than a
+ * listener (ESTABLISHED, TIME_WAIT, ...) began as an active or passive open, so while they
+ * stand still no port can have gained such a socket since the table was read. Sockets that
+ * went away since only leave ports marked a little longer (until the maximum age), which is
  * safe. Socket counts (`/proc/net/sockstat`) are deliberately left out: every bind probe of
  * every process moves them, which would defeat the cache exactly when many processes claim.
  */
@@ -111,17 +111,21 @@ export function markLocalPorts(table: string, ports: Uint8Array): void {
   }
 }
 
+/**
+ * Which opens since a snapshot make it out of date. A passive open (a connection accepted by
+ * a listener) gives a socket on the listener's port, which may be any port: it always counts.
+ * An active open (an outgoing connection) gets its local port from the kernel's ephemeral
+ * range, so it only counts for a search that may hand out ports of that range (`'all'`).
+ * Counting outgoing connections too would make every claim on a machine full of clients
+ * walk the kernel's table (1–30 ms).
+ */
+export type OpensThatMatter = 'passive' | 'all';
+
 /** Options of a {@link SocketTable}. */
 export interface SocketTableOptions {
   source?: SocketTableSource;
   /** Re-read the tables after this long even when the signal did not move. */
   maxAgeMs?: number;
-  /**
-   * Reuse a snapshot younger than this even when the signal moved: under constant connection
-   * churn (a busy CI machine) every claim would otherwise make the kernel walk its table
-   * (~30 ms here). Only sockets opened within this window before a claim can be missed.
-   */
-  minRefreshMs?: number;
   now?: () => number;
   /**
    * A file through which processes share the parsed table (in the state directory): a
@@ -131,6 +135,27 @@ export interface SocketTableOptions {
   cacheFile?: string | undefined;
   /** Mode of the cache file. */
   cacheFileMode?: number;
+}
+
+/**
+ * Whether a snapshot read at `snapshot.at` with `snapshot.signal` still tells every port a
+ * non-listening socket uses: no open that matters happened since, and it is not too old.
+ */
+function isCurrent(
+  snapshot: { signal: string; at: number },
+  signal: string,
+  now: number,
+  maxAgeMs: number,
+  opens: OpensThatMatter,
+): boolean {
+  if (now - snapshot.at >= maxAgeMs) return false;
+  if (opens === 'all') return snapshot.signal === signal;
+  return passiveOpens(snapshot.signal) === passiveOpens(signal);
+}
+
+/** The passive part of an `active/passive` signal (a signal of another shape is compared whole). */
+function passiveOpens(signal: string): string {
+  return signal.slice(signal.indexOf('/') + 1);
 }
 
 interface SharedSnapshot {
@@ -161,7 +186,6 @@ function isSharedSnapshot(value: unknown): value is SharedSnapshot {
 export class SocketTable {
   private readonly source: SocketTableSource;
   private readonly maxAgeMs: number;
-  private readonly minRefreshMs: number;
   private readonly now: () => number;
   private readonly cacheFile: string | undefined;
   private readonly cacheFileMode: number;
@@ -172,7 +196,6 @@ export class SocketTable {
   constructor(options: SocketTableOptions = {}) {
     this.source = options.source ?? procNetSource;
     this.maxAgeMs = options.maxAgeMs ?? DEFAULT_SOCKET_TABLE_MAX_AGE_MS;
-    this.minRefreshMs = options.minRefreshMs ?? DEFAULT_SOCKET_TABLE_MIN_REFRESH_MS;
     this.now = options.now ?? Date.now;
     this.cacheFile = options.cacheFile;
     this.cacheFileMode = options.cacheFileMode ?? 0o600;
@@ -182,8 +205,8 @@ export class SocketTable {
    * One byte per port, 1 where some local non-listening TCP socket uses it; `undefined`
    * where this platform has no socket table. The array is shared: do not modify it.
    */
-  portsInUse(): Uint8Array | undefined {
-    const cached = this.cachedPortsInUse();
+  portsInUse(opens: OpensThatMatter = 'all'): Uint8Array | undefined {
+    const cached = this.cachedPortsInUse(opens);
     if (cached !== null) return cached;
     const signal = this.source.signal()!;
     const now = this.now();
@@ -199,20 +222,15 @@ export class SocketTable {
    * {@link portsInUse} if it can be answered from a copy (this process's or the shared
    * file), else `null`: the kernel's tables must be read. Cheap; for use before taking a lock.
    */
-  cachedPortsInUse(): Uint8Array | undefined | null {
+  cachedPortsInUse(opens: OpensThatMatter = 'all'): Uint8Array | undefined | null {
     const signal = this.source.signal();
     if (signal === undefined) return undefined;
     const now = this.now();
-    if (this.cached !== undefined && this.isCurrent(this.cached, signal, now)) return this.cached.ports;
-    return this.readShared(signal, now) ?? null;
+    if (this.cached !== undefined && isCurrent(this.cached, signal, now, this.maxAgeMs, opens)) return this.cached.ports;
+    return this.readShared(signal, now, opens) ?? null;
   }
 
-  private isCurrent(snapshot: { signal: string; at: number }, signal: string, now: number): boolean {
-    const age = now - snapshot.at;
-    return age < this.minRefreshMs || (snapshot.signal === signal && age < this.maxAgeMs);
-  }
-
-  private readShared(signal: string, now: number): Uint8Array | undefined {
+  private readShared(signal: string, now: number, opens: OpensThatMatter): Uint8Array | undefined {
     if (this.cacheFile === undefined) return undefined;
     let snapshot: unknown;
     try {
@@ -220,10 +238,10 @@ export class SocketTable {
     } catch {
       return undefined;
     }
-    if (!isSharedSnapshot(snapshot) || snapshot.at > now || !this.isCurrent(snapshot, signal, now)) return undefined;
+    if (!isSharedSnapshot(snapshot) || snapshot.at > now || !isCurrent(snapshot, signal, now, this.maxAgeMs, opens)) return undefined;
     const ports = new Uint8Array(65536);
     for (const port of snapshot.ports) ports[port] = 1;
-    this.cached = { signal, at: snapshot.at, ports };
+    this.cached = { signal: snapshot.signal, at: snapshot.at, ports };
     return ports;
   }
 
@@ -252,6 +270,3 @@ export class SocketTable {
  * sockets closed since stay skipped that long; most of them sit in TIME_WAIT for 60 s anyway.
  */
 export const DEFAULT_SOCKET_TABLE_MAX_AGE_MS = 5000;
-
-/** How long a snapshot is reused even though new connections were opened; see `minRefreshMs`. */
-export const DEFAULT_SOCKET_TABLE_MIN_REFRESH_MS = 250;
