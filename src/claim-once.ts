@@ -1,5 +1,5 @@
 import type { Lease } from './lease.js';
-import { claimPorts, type ClaimPortsOptions, listClaims } from './default-allocator.js';
+import { allocatorFor, type ClaimPortsOptions, listClaims } from './default-allocator.js';
 import { onceEnvName } from './options.js';
 
 /** What a claiming process leaves in its environment for its descendants. */
@@ -85,7 +85,11 @@ export async function claimOnce(name: string, options: ClaimPortsOptions = {}): 
   if (inherited !== undefined && (await stillHeld(inherited, stateDir))) {
     return inheritedLease(inherited);
   }
-  const lease = await claimPorts(options);
+  // Not through claimPorts: a bare release() elsewhere in the tree's first process must not
+  // take the ports every descendant was promised.
+  const claimOptions: ClaimPortsOptions = typeof options === 'object' && options !== null ? { ...options } : {};
+  delete claimOptions.stateDir;
+  const lease = await allocatorFor(stateDir).claim(claimOptions);
   const record: Inherited = { pid: lease.pid, ports: [...lease.ports], host: lease.host, label: lease.label };
   process.env[variable] = JSON.stringify(record);
   return lease;

@@ -29,7 +29,8 @@ export function getDefaultAllocator(): PortAllocator {
   return allocators.fromEnvironment;
 }
 
-function allocatorFor(stateDir: string | undefined): PortAllocator {
+/** The allocator for `stateDir` (the default one when undefined), shared by every module-level call. */
+export function allocatorFor(stateDir: string | undefined): PortAllocator {
   if (stateDir === undefined) return getDefaultAllocator();
   // An invalid value gets the allocator's own TypeError.
   if (typeof stateDir !== 'string' || stateDir === '') return new PortAllocator({ stateDir });
@@ -48,6 +49,24 @@ export type ClaimPortsOptions = ClaimOptions & {
   /** State directory for this call; default as in {@link getDefaultAllocator}. */
   stateDir?: string | undefined;
 };
+
+// Module state on purpose, unlike the allocators above: a bare `release()` gives back the
+// claims made through this copy of the module only. A test runner that loads a fresh module
+// graph per test file (vitest, jest) then keeps one file's bare release() away from the ports
+// another file, or another worker thread, of the same process still holds.
+const claimedHere = new Set<Lease>();
+
+/** Claims through `allocator` and remembers the lease for a bare {@link release} while it is held. */
+async function claimTracked(allocator: PortAllocator, options: ClaimOptions): Promise<Lease> {
+  const lease = await allocator.claim(options);
+  if (allocator !== getDefaultAllocator()) return lease;
+  claimedHere.add(lease);
+  const release = (): Promise<void> => {
+    claimedHere.delete(lease);
+    return lease.release();
+  };
+  return { ...lease, release, [Symbol.asyncDispose]: release };
+}
 
 function splitOptions(options: ClaimPortsOptions): [string | undefined, ClaimOptions] {
   if (typeof options !== 'object' || options === null) return [undefined, options];
@@ -78,7 +97,8 @@ export async function findSequentialPorts(
 ): Promise<number[]> {
   const options = typeof baseOrOptions === 'number' ? { base: baseOrOptions, count, host } : (baseOrOptions ?? {});
   const [stateDir, claimOptions] = splitOptions(options);
-  return allocatorFor(stateDir).findSequentialPorts(claimOptions);
+  const lease = await claimTracked(allocatorFor(stateDir), claimOptions);
+  return [...lease.ports];
 }
 
 /**
@@ -94,16 +114,22 @@ export async function findSequentialPorts(
  */
 export async function claimPorts(options: ClaimPortsOptions = {}): Promise<Lease> {
   const [stateDir, claimOptions] = splitOptions(options);
-  return allocatorFor(stateDir).claim(claimOptions);
+  return claimTracked(allocatorFor(stateDir), claimOptions);
 }
 
 /**
- * Gives back ports claimed by this process in the default state directory: the given
- * ones, or all when called with nothing. Releasing what this process does not hold is a
- * no-op. Resolves to the ports released.
+ * Gives back ports in the default state directory. With no argument: the claims made
+ * through {@link claimPorts} and {@link findSequentialPorts} of this module (this test file,
+ * in a runner that isolates files) in this thread and still held, never those of another
+ * test file, worker thread or copy of portlease, although they share this process's PID.
+ * With ports: those ports, from whichever claims of this process hold them. Releasing what
+ * is not held is a no-op. Resolves to the ports released.
  */
-export function release(ports?: number | readonly number[]): Promise<number[]> {
-  return getDefaultAllocator().release(ports);
+export async function release(ports?: number | readonly number[]): Promise<number[]> {
+  if (ports !== undefined) return getDefaultAllocator().release(ports);
+  const leases = [...claimedHere];
+  claimedHere.clear();
+  return getDefaultAllocator().releaseLeases(leases);
 }
 
 /** The live claims (or all, with `includeDead`) in the default or given state directory. */
