@@ -144,6 +144,13 @@ export class UnsafeStateDirError extends PortleaseError {
   }
 }
 
+/**
+ * What to do about most {@link StateIoError}s, appended to their messages: every portlease
+ * message says what happened and then what to do.
+ */
+export const STATE_IO_ADVICE =
+  'Check that you may read and write there and that the disk is not full, or set PORTLEASE_STATE_DIR to a directory of your own.';
+
 /** The state file or directory could not be read or written; no claim was changed. */
 export class StateIoError extends PortleaseError {
   static override readonly code = 'PORTLEASE_STATE_IO' as const;
