@@ -1,8 +1,8 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeStateDir } from './helpers.js';
-import { installPacked, type PackedInstall, repoModules, run } from './package/packed.js';
+import { installPacked, type PackedInstall, repoDir, repoModules, run } from './package/packed.js';
 
 // The package as a user gets it: `npm pack` of the build, installed into an empty project,
 // then loaded by every kind of consumer the README promises.
@@ -69,6 +69,18 @@ describe('the packed package', () => {
     const imported = await run(process.execPath, ['--input-type=module', '-e', esm], { cwd: packed.project, env });
     expect(required.stdout).toMatch(/^ports \d+ \d+\n$/);
     expect(imported.stdout).toMatch(/^ports \d+ \d+\n$/);
+  });
+
+  it("runs the README's quick start as a plain .mjs file", async () => {
+    const readme = readFileSync(join(repoDir, 'README.md'), 'utf8');
+    const quickStart = /## Quick start\n\n```js\n([\s\S]*?)```/.exec(readme)![1]!;
+    // The example leaves its server running; the test closes it so the process ends.
+    writeFileSync(
+      join(packed.project, 'server.mjs'),
+      `${quickStart}\nserver.close(); await lease.release(); console.log(lease.ports.join(' '));\n`,
+    );
+    const result = await run(process.execPath, ['server.mjs'], { cwd: packed.project, env });
+    expect(result.stdout).toMatch(/^\d+ \d+\n$/);
   });
 
   it('works in jest with no configuration (CommonJS mode)', async () => {
