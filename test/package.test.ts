@@ -98,7 +98,7 @@ describe('the packed package', () => {
     expect(result.stderr).toMatch(/Tests:\s+1 passed, 1 total/);
   });
 
-  it('works in vitest with no configuration', async () => {
+  it('works in vitest with no configuration, in forks and in threads', async () => {
     packed.link('vitest');
     mkdirSync(join(packed.project, 'vt'));
     writeFileSync(
@@ -106,11 +106,12 @@ describe('the packed package', () => {
       `import net from 'node:net'; import { test } from 'vitest'; import { claimPorts } from 'portlease';
        test('claims and listens', async () => { ${claimAndListen('claimPorts')} });`,
     );
-    const result = await run(process.execPath, [join(packed.project, 'node_modules/vitest/vitest.mjs'), 'run', 'vt'], {
-      cwd: packed.project,
-      env,
-    });
-    expect(result.stdout).toMatch(/Tests\s+1 passed/);
+    // Both pools: child processes (the default) and worker threads.
+    for (const pool of ['forks', 'threads']) {
+      const vitest = join(packed.project, 'node_modules/vitest/vitest.mjs');
+      const result = await run(process.execPath, [vitest, 'run', 'vt', '--pool', pool], { cwd: packed.project, env });
+      expect(result.stdout).toMatch(/Tests\s+1 passed/);
+    }
   });
 
   // Every `module` setting a TypeScript user may have, with `target` es2020 and no
