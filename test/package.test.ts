@@ -98,6 +98,46 @@ describe('the packed package', () => {
     expect(result.stderr).toMatch(/Tests:\s+1 passed, 1 total/);
   });
 
+  it('works in jest with ts-jest, with no transformIgnorePatterns', async () => {
+    for (const name of ['jest', 'ts-jest', '@jest/globals', '@types/node']) packed.link(name);
+    const dir = join(packed.project, 'tsj');
+    mkdirSync(dir);
+    writeFileSync(join(dir, 'jest.config.js'), `module.exports = { preset: 'ts-jest', testEnvironment: 'node' };`);
+    writeFileSync(
+      join(dir, 'tsconfig.json'),
+      JSON.stringify({ compilerOptions: { module: 'commonjs', target: 'es2020', strict: true, types: ['node'] } }),
+    );
+    // ts-jest type-checks the file against the package's .d.cts types before running it.
+    writeFileSync(
+      join(dir, 'claim.test.ts'),
+      `import net from 'node:net';
+       import { expect, test } from '@jest/globals';
+       import { claimPorts, type Lease } from 'portlease';
+       test('claims and listens', async () => { ${claimAndListen('claimPorts')} const typed: Lease | undefined = undefined; expect(typed).toBeUndefined(); });`,
+    );
+    const jest = join(packed.project, 'node_modules/jest/bin/jest.js');
+    const result = await run(process.execPath, [jest, '--ci', '--rootDir', dir], { cwd: dir, env });
+    expect(result.stderr).toMatch(/Tests:\s+1 passed, 1 total/);
+  });
+
+  it('works in mocha, as CommonJS and as an ES module', async () => {
+    packed.link('mocha');
+    mkdirSync(join(packed.project, 'mo'));
+    writeFileSync(
+      join(packed.project, 'mo', 'claim.test.cjs'),
+      `const net = require('node:net'); const { claimPorts } = require('portlease');
+       it('claims and listens (require)', async () => { ${claimAndListen('claimPorts')} });`,
+    );
+    writeFileSync(
+      join(packed.project, 'mo', 'claim.test.mjs'),
+      `import net from 'node:net'; import { claimPorts } from 'portlease';
+       it('claims and listens (import)', async () => { ${claimAndListen('claimPorts')} });`,
+    );
+    const mocha = join(packed.project, 'node_modules/mocha/bin/mocha.js');
+    const result = await run(process.execPath, [mocha, 'mo/*.test.*'], { cwd: packed.project, env });
+    expect(result.stdout).toMatch(/2 passing/);
+  });
+
   it('works in vitest with no configuration, in forks and in threads', async () => {
     packed.link('vitest');
     mkdirSync(join(packed.project, 'vt'));
