@@ -1,3 +1,4 @@
+import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { PortAllocator } from '../src/index.js';
 import { markLocalPorts, procNetSource, SocketTable, type SocketTableSource } from '../src/socket-table.js';
@@ -105,6 +106,21 @@ describe('SocketTable cache', () => {
     expect(table.cachedPortsInUse('passive')).not.toBeNull();
     source.value = '11/22';
     expect(table.cachedPortsInUse('passive')).toBeNull();
+  });
+
+  it('shares what it parsed through the cache file: a fresh table with the same signal reads no table', () => {
+    const cacheFile = join(stateDir, 'sockets.json');
+    const first = fakeSource();
+    const ports = new SocketTable({ source: first, cacheFile }).portsInUse()!;
+    const second = fakeSource();
+    const shared = new SocketTable({ source: second, cacheFile }).portsInUse()!;
+    expect(second.reads).toBe(0);
+    expect([...shared.keys()].filter((port) => shared[port] === 1)).toEqual([...ports.keys()].filter((port) => ports[port] === 1));
+    expect(shared[20000]).toBe(1);
+    // Once the signal moves, the file is no longer current.
+    second.value = 'moved';
+    new SocketTable({ source: second, cacheFile }).portsInUse();
+    expect(second.reads).toBe(1);
   });
 
   it('reports no table where the platform has none', () => {
