@@ -1,6 +1,7 @@
 import type { Lease } from './lease.js';
 import { allocatorFor, type ClaimPortsOptions, listClaims } from './default-allocator.js';
-import { onceEnvName } from './options.js';
+import { inheritedOnceValue, onceEnvName } from './options.js';
+import { processSlot } from './process-state.js';
 
 /** What a claiming process leaves in its environment for its descendants. */
 interface Inherited {
@@ -79,9 +80,23 @@ function inheritedLease(inherited: Inherited): Lease {
  * ```
  */
 export async function claimOnce(name: string, options: ClaimPortsOptions = {}): Promise<Lease> {
-  const variable = onceEnvName(name);
+  // Calls with one name take turns within a process (each copy of portlease included), so
+  // two at once in the first process do not both claim: the second finds the first's ports.
+  const turns = processSlot('claim-once-turns.v1', () => new Map<string, Promise<unknown>>());
+  const key = onceEnvName(name);
+  const previous = turns.get(key) ?? Promise.resolve();
+  const mine = previous.catch(() => undefined).then(() => claimOnceNow(name, options));
+  turns.set(key, mine);
+  try {
+    return await mine;
+  } finally {
+    if (turns.get(key) === mine) turns.delete(key);
+  }
+}
+
+async function claimOnceNow(name: string, options: ClaimPortsOptions): Promise<Lease> {
   const stateDir = typeof options === 'object' && options !== null ? options.stateDir : undefined;
-  const inherited = parseInherited(process.env[variable]);
+  const inherited = parseInherited(inheritedOnceValue(name));
   if (inherited !== undefined && (await stillHeld(inherited, stateDir))) {
     return inheritedLease(inherited);
   }
@@ -91,6 +106,7 @@ export async function claimOnce(name: string, options: ClaimPortsOptions = {}): 
   delete claimOptions.stateDir;
   const lease = await allocatorFor(stateDir).claim(claimOptions);
   const record: Inherited = { pid: lease.pid, ports: [...lease.ports], host: lease.host, label: lease.label };
-  process.env[variable] = JSON.stringify(record);
+  // The one variable portlease writes: the processes this one starts from now on inherit it.
+  process.env[onceEnvName(name)] = JSON.stringify(record);
   return lease;
 }

@@ -151,6 +151,11 @@ export function onceEnvName(name: string): string {
   return `${ONCE_ENV_PREFIX}${name.toUpperCase()}`;
 }
 
+/** What an ancestor's `claimOnce(name)` left in the environment, if anything. */
+export function inheritedOnceValue(name: string, env: NodeJS.ProcessEnv = process.env): string | undefined {
+  return env[onceEnvName(name)];
+}
+
 export const DEFAULT_BASE = 8090;
 export const DEFAULT_COUNT = 1;
 export const DEFAULT_HOST = '0.0.0.0';

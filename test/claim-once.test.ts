@@ -45,6 +45,16 @@ describe('claimOnce', () => {
     await lease.release();
   });
 
+  it('makes one claim when called twice at once in the first process', async () => {
+    const [first, second] = await Promise.all([
+      claimOnce('web', { stateDir: state.dir, host: '127.0.0.1' }),
+      claimOnce('web', { stateDir: state.dir, host: '127.0.0.1' }),
+    ]);
+    expect(second.ports).toEqual(first.ports);
+    expect(await listClaims({ stateDir: state.dir })).toHaveLength(1);
+    await first.release();
+  });
+
   it('rejects a name that cannot be part of an environment variable', async () => {
     await expect(claimOnce('web-server')).rejects.toThrow(TypeError);
   });
