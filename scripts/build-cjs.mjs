@@ -10,6 +10,16 @@ import { build } from 'esbuild';
 
 const dist = new URL('../dist/', import.meta.url).pathname;
 
+// The MIT licences of the bundled packages travel with their code, as MIT asks.
+const bundled = ['env-paths', 'is-safe-filename'];
+const licences = bundled
+  .map((name) => {
+    const dir = new URL(`../node_modules/${name}/`, import.meta.url).pathname;
+    const file = readdirSync(dir).find((entry) => /^licen[cs]e/i.test(entry));
+    return `${name}:\n${readFileSync(join(dir, file), 'utf8').trim()}`;
+  })
+  .join('\n\n');
+
 await build({
   entryPoints: [new URL('../src/index.ts', import.meta.url).pathname],
   outfile: join(dist, 'index.cjs'),
@@ -22,6 +32,7 @@ await build({
   // dynamic import without --experimental-vm-modules.
   supported: { 'dynamic-import': false },
   legalComments: 'eof',
+  footer: { js: `/*\nBundled into this file:\n\n${licences.replaceAll('*/', '* /')}\n*/` },
   logLevel: 'warning',
 });
 
