@@ -17,7 +17,7 @@ export default tseslint.config(
   },
   {
     // CommonJS files exist to be loaded with require(): the CJS build's fixtures and recipes.
-    files: ['**/*.cjs', 'examples/jest/**/*.js'],
+    files: ['**/*.cjs', 'examples/jest/**/*.js', 'examples/playwright-cjs/**/*.js'],
     languageOptions: { sourceType: 'commonjs' },
     rules: { '@typescript-eslint/no-require-imports': 'off' },
   },

@@ -80,6 +80,14 @@ describe('the recipes in examples/', () => {
     await noClaimsLeft(state);
   });
 
+  it('Playwright in a CommonJS project: the port from `portlease exec`, seen by every worker and by webServer', async () => {
+    const { output, state } = await npmTest('playwright-cjs', ['@playwright/test']);
+    expect(output).toMatch(/3 passed/);
+    const ports = new Set([...output.matchAll(/uses port (\d+)/g)].map((match) => match[1]));
+    expect(ports.size).toBe(1);
+    await noClaimsLeft(state);
+  });
+
   it('a shell CI job: parallel jobs get disjoint ports, and failure exit codes survive', async () => {
     const dir = prepareRecipe(packed, 'shell-ci', []);
     const state = stateDir();
