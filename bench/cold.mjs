@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { formatMicros, median, quick, ratio, table, tempDir } from './lib.mjs';
 
 const dist = fileURLToPath(new URL('../dist/index.js', import.meta.url));
-const cli = fileURLToPath(new URL('../dist/cli.js', import.meta.url));
+const cli = fileURLToPath(new URL('../dist/cli.cjs', import.meta.url));
 
 function time(args, env) {
   const start = process.hrtime.bigint();

@@ -65,7 +65,9 @@ function cold() {
   const dirs = Object.fromEntries(Object.keys(versions).map((name) => [name, mkdtempSync('/tmp/portlease-compare-')]));
   const commands = { 'node -e 0': ['-e', '0'] };
   for (const [name, checkout] of Object.entries(versions)) {
-    commands[`${name}: CLI claim`] = [join(checkout, 'dist', 'cli.js'), 'claim', '--ttl', '1m', '--state-dir', dirs[name]];
+    // The bundled bin where a checkout has one, else the modules tsc emitted.
+    const cli = existsSync(join(checkout, 'dist', 'cli.cjs')) ? join(checkout, 'dist', 'cli.cjs') : join(checkout, 'dist', 'cli.js');
+    commands[`${name}: CLI claim`] = [cli, 'claim', '--ttl', '1m', '--state-dir', dirs[name]];
     const entry = JSON.stringify(join(checkout, 'dist', 'index.js'));
     commands[`${name}: library`] = [
       '--input-type=module',

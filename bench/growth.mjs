@@ -9,7 +9,7 @@ import { PortAllocator } from '../dist/index.js';
 import { formatMicros, measure, median, quick, ratio, table, tempDir } from './lib.mjs';
 
 const BASE = 23_000;
-const cli = fileURLToPath(new URL('../dist/cli.js', import.meta.url));
+const cli = fileURLToPath(new URL('../dist/cli.cjs', import.meta.url));
 
 /** Median wall time of a fresh `portlease claim` process on the state in `dir`, in µs. */
 function freshCliClaim(dir) {

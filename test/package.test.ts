@@ -55,7 +55,7 @@ describe('the packed package', () => {
   it('ships the built code, its types and the licence, and no source maps or test entry', async () => {
     const { stdout } = await run('tar', ['-tzf', packed.tarball]);
     const files = stdout.trim().split('\n');
-    for (const file of ['LICENSE', 'README.md', 'dist/index.js', 'dist/index.cjs', 'dist/index.d.ts', 'dist/index.d.cts', 'dist/cli.js']) {
+    for (const file of ['LICENSE', 'README.md', 'dist/index.js', 'dist/index.cjs', 'dist/index.d.ts', 'dist/index.d.cts', 'dist/cli.cjs']) {
       expect(files).toContain(`package/${file}`);
     }
     expect(files.filter((file) => file.endsWith('.map') || file.includes('dist/testing.'))).toEqual([]);

@@ -96,7 +96,7 @@ describe.skipIf(!canRunAsNobody())(`the default directory${canRunAsNobody() ? ''
 
   /** Runs `claim` from nobody's readable copy of the build, as `user`, with the default directory under `tmp`. */
   function claimAs(user: 'root' | 'nobody', tmp: string, env: Record<string, string> = {}): SpawnSyncReturns<string> {
-    const cli = join(dirname(nobodyReadableCopy().distEntry), 'cli.js');
+    const cli = join(dirname(nobodyReadableCopy().distEntry), 'cli.cjs');
     const inherited = { ...process.env };
     delete inherited.PORTLEASE_STATE_DIR;
     return spawnSync(process.execPath, [cli, 'claim', '--base', '20000', '--ttl', '5s'], {

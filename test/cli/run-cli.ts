@@ -1,8 +1,8 @@
 import { type ChildProcess, spawn, type SpawnOptions } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
-/** The built CLI, run as a user would: `node dist/cli.js`. */
-export const cliPath = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
+/** The built CLI, run as a user would: `node dist/cli.cjs` (the package's bin). */
+export const cliPath = fileURLToPath(new URL('../../dist/cli.cjs', import.meta.url));
 export const repoDir = fileURLToPath(new URL('../../', import.meta.url));
 
 /** What a finished process printed and how it ended. */
@@ -33,12 +33,12 @@ export function finished(child: ChildProcess, timeoutMs = 20_000): Promise<Finis
   });
 }
 
-/** Starts `node dist/cli.js ...args` with piped output. */
+/** Starts `node dist/cli.cjs ...args` with piped output. */
 export function startCli(args: readonly string[], options: SpawnOptions = {}): ChildProcess {
   return spawn(process.execPath, [cliPath, ...args], { stdio: ['ignore', 'pipe', 'pipe'], ...options });
 }
 
-/** Runs `node dist/cli.js ...args` to completion. */
+/** Runs `node dist/cli.cjs ...args` to completion. */
 export function runCli(args: readonly string[], options: SpawnOptions = {}, timeoutMs?: number): Promise<Finished> {
   return finished(startCli(args, options), timeoutMs);
 }

@@ -29,7 +29,7 @@ function lockPathIn(dir: string): string {
   return `${statePaths(dir).stateFile}.lock`;
 }
 
-/** `timeout -k 20 15 node dist/cli.js claim --state-dir DIR`, the issue's reproduction. */
+/** `timeout -k 20 15 node dist/cli.cjs claim --state-dir DIR`, the issue's reproduction. */
 function claimThroughTimeout(dir: string, cli = cliPath, options: SpawnOptions = {}) {
   const child = spawn('timeout', ['-k', '20', '15', process.execPath, cli, 'claim', '--state-dir', dir, '--ttl', '5s'], {
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -83,7 +83,7 @@ describe.skipIf(!hasTimeout).concurrent('a stale lock that cannot be removed', (
       // bit lets nobody remove root's lock directory.
       chmodSync(stateDir, 0o1777);
       mkdirSync(lockPathIn(stateDir));
-      const cli = join(dirname(nobodyReadableCopy().distEntry), 'cli.js');
+      const cli = join(dirname(nobodyReadableCopy().distEntry), 'cli.cjs');
       const result = await claimThroughTimeout(stateDir, cli, {
         env: { ...process.env, PORTLEASE_SHARED_STATE_DIR: '1' },
         uid: 65534,
