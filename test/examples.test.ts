@@ -52,10 +52,14 @@ describe('the recipes in examples/', { timeout: 240_000 }, () => {
     expect(output).toMatch(/Tests\s+8 passed/);
     // Files of one worker share its block; two workers never share a port.
     const blocks = new Map<string, string>();
-    for (const [, pid, ports] of output.matchAll(/worker (\d+) block ([\d ]+)/g)) {
+    const reports = [...output.matchAll(/worker (\d+) block ([\d ]+)/g)];
+    expect(reports).toHaveLength(3);
+    for (const [, pid, ports] of reports) {
       expect(blocks.get(pid!) ?? ports).toBe(ports);
       blocks.set(pid!, ports!);
     }
+    // Two workers for three files: one worker ran two files with one block.
+    expect(blocks.size).toBeLessThan(reports.length);
     const all = [...blocks.values()].flatMap((ports) => ports.split(' '));
     expect(new Set(all).size).toBe(all.length);
     // vitest stops its worker processes with a signal, so their blocks are not given back
