@@ -52,8 +52,8 @@ export type ClaimPortsOptions = ClaimOptions & {
 
 // Module state on purpose, unlike the allocators above: a bare `release()` gives back the
 // claims made through this copy of the module only. A test runner that loads a fresh module
-// graph per test file (vitest, jest) then keeps one file's bare release() away from the ports
-// another file, or another worker thread, of the same process still holds.
+// graph per test file (jest) then keeps one file's bare release() away from the ports another
+// file, or another worker thread, of the same process still holds.
 const claimedHere = new Set<Lease>();
 
 /** Claims through `allocator` and remembers the lease for a bare {@link release} while it is held. */
@@ -120,7 +120,7 @@ export async function claimPorts(options: ClaimPortsOptions = {}): Promise<Lease
 /**
  * Gives back ports in the default state directory. With no argument: the claims made
  * through {@link claimPorts} and {@link findSequentialPorts} of this module (this test file,
- * in a runner that isolates files) in this thread and still held, never those of another
+ * in a runner that gives each file its own modules) in this thread and still held, never those of another
  * test file, worker thread or copy of portlease, although they share this process's PID.
  * With ports: those ports, from whichever claims of this process hold them. Releasing what
  * is not held is a no-op. Resolves to the ports released.

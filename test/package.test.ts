@@ -32,7 +32,8 @@ export async function use(): Promise<number> {
 }
 `;
 
-describe('the packed package', () => {
+// Each test starts real runners and compilers: minutes, not seconds, on a loaded 2-core CI machine.
+describe('the packed package', { timeout: 240_000 }, () => {
   let packed: PackedInstall;
   const state = makeStateDir();
   const env = { ...process.env, PORTLEASE_STATE_DIR: state.dir };

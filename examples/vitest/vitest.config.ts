@@ -8,6 +8,9 @@ export default defineConfig({
     // One block of ports per worker process, claimed by the first test file it runs.
     setupFiles: ['./worker-ports.ts'],
     pool: 'forks',
-    maxWorkers: 3,
+    maxWorkers: 2,
+    // A worker runs file after file (by default each file gets a fresh process, and so a
+    // block of its own).
+    isolate: false,
   },
 });

@@ -9,19 +9,43 @@ export const repoDir = fileURLToPath(new URL('../../', import.meta.url));
 /** The repository's own node_modules, where the test runners the recipes use are installed. */
 export const repoModules = join(repoDir, 'node_modules');
 
-/** Runs a command to its end (SIGKILLed after `timeoutMs`); fails with its output unless it exits 0. */
+/**
+ * Runs a command to its end and resolves to its output, without colours. The command gets a
+ * process group of its own, and the whole group is SIGKILLed after `timeoutMs`: a test
+ * runner's workers and servers must not outlive a runner that hung.
+ */
+export async function runToEnd(
+  command: string,
+  args: readonly string[],
+  options: SpawnOptions & { timeoutMs?: number } = {},
+): Promise<Finished> {
+  const { timeoutMs = 180_000, ...spawnOptions } = options;
+  const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true, ...spawnOptions });
+  const timer = setTimeout(() => {
+    try {
+      process.kill(-child.pid!, 'SIGKILL');
+    } catch {
+      // Already gone.
+    }
+  }, timeoutMs);
+  try {
+    const raw = await finished(child, timeoutMs + 5_000);
+    // Runners colour their output whatever the terminal; assertions read the text.
+    // eslint-disable-next-line no-control-regex -- the escape character is what is matched
+    const plain = (text: string): string => text.replace(/\x1b\[[0-9;]*m/g, '');
+    return { ...raw, stdout: plain(raw.stdout), stderr: plain(raw.stderr) };
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** {@link runToEnd}, failing with the command's output unless it exits 0. */
 export async function run(
   command: string,
   args: readonly string[],
   options: SpawnOptions & { timeoutMs?: number } = {},
 ): Promise<Finished> {
-  const { timeoutMs = 120_000, ...spawnOptions } = options;
-  const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], ...spawnOptions });
-  const raw = await finished(child, timeoutMs);
-  // Runners colour their output whatever the terminal; assertions read the text.
-  // eslint-disable-next-line no-control-regex -- the escape character is what is matched
-  const plain = (text: string): string => text.replace(/\x1b\[[0-9;]*m/g, '');
-  const result = { ...raw, stdout: plain(raw.stdout), stderr: plain(raw.stderr) };
+  const result = await runToEnd(command, args, options);
   if (result.code !== 0) {
     throw new Error(`${command} ${args.join(' ')} exited with ${result.code ?? result.signal}\n${result.stdout}\n${result.stderr}`);
   }
