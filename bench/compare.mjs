@@ -102,10 +102,16 @@ function contention(processes, rounds = 3) {
   const p99 = { before: [], after: [] };
   for (let round = 0; round < rounds; round++) {
     for (const name of round % 2 === 0 ? ['before', 'after'] : ['after', 'before']) {
-      // Each checkout's own harness and fixture, run from a file: flags such as --input-type
-      // would be inherited by the forked contenders.
-      const output = execFileSync(process.execPath, [fileURLToPath(import.meta.url), '--contention-of', versions[name]], {
-        env: { ...process.env, BENCH_SUBJECTS: 'portlease', BENCH_COUNTS: String(processes) },
+      // This checkout's harness and fixture for both (the same host, binds and measures),
+      // loading each checkout's build; run from a file: flags such as --input-type would be
+      // inherited by the forked contenders.
+      const output = execFileSync(process.execPath, [fileURLToPath(import.meta.url), '--contention-of', here], {
+        env: {
+          ...process.env,
+          BENCH_SUBJECTS: 'portlease',
+          BENCH_COUNTS: String(processes),
+          PORTLEASE_BENCH_DIST: join(versions[name], 'dist', 'index.js'),
+        },
         encoding: 'utf8',
       });
       const row = output.split('\n').find((line) => line.startsWith('| portlease'));
