@@ -11,7 +11,7 @@ import {
   resolveAllocatorOptions,
   resolveClaimOptions,
 } from './options.js';
-import { sweepDeadBeacons } from './owner-beacon.js';
+import { sweepDeadBeacons } from './beacon-probe.js';
 import { findBusyPorts } from './probe.js';
 import { claimsReleasedAtExit } from './process-state.js';
 import { BlockedPortsCache, SkippedPorts } from './skipped-ports.js';

@@ -1,5 +1,5 @@
 import { currentPidNamespace, FOREIGN_OWNER_MAX_AGE_MS, isOwnerAlive } from './liveness.js';
-import { type BeaconState, probeBeacons } from './owner-beacon.js';
+import { type BeaconState, probeBeacons } from './beacon-probe.js';
 import type { ClaimRecord } from './state-format.js';
 
 // A beacon found alive is probed again after this long, when a claim runs into it again.

@@ -1,5 +1,5 @@
-import { chmodSync, lstatSync, readdirSync, renameSync, unlinkSync } from 'node:fs';
-import { connect, createServer, type Server } from 'node:net';
+import { chmodSync, lstatSync, renameSync, unlinkSync } from 'node:fs';
+import { createServer, type Server } from 'node:net';
 import { join, resolve } from 'node:path';
 import { processSlot } from './process-state.js';
 
@@ -8,27 +8,16 @@ import { processSlot } from './process-state.js';
  * The kernel closes it when the process dies, however it dies, and a connection to a path
  * crosses PID namespaces (containers, `unshare`) wherever the directory is shared. A claim
  * can therefore name its owner's beacon, and a process in another PID namespace, for which
- * the owner's PID means nothing, can still tell whether that owner runs.
- *
- * What a probe of one beacon found:
- * - `'alive'`: the connection was accepted (the kernel queues it even while the owner is
- *   stopped or its event loop is busy);
- * - `'dead'`: refused, or no such socket: final, because a dead process never comes back
- *   and beacon names are never reused;
- * - `'unknown'`: anything else (no permission, a full queue, a timeout, a name or path that
- *   cannot be a beacon): the caller must decide by other means, such as a claim's age.
+ * the owner's PID means nothing, can still tell whether that owner runs (see
+ * `beacon-probe.ts`). This module is the owner's side: creating, keeping and closing them.
  */
-export type BeaconState = 'alive' | 'dead' | 'unknown';
 
 /**
  * The size of `sockaddr_un.sun_path` per platform. A longer path must be refused by us:
  * libuv truncates it silently, so the socket would appear under another name.
  * Platforms not listed (Windows) have no Unix sockets in directories to rely on.
  */
-const SUN_PATH_SIZE: Partial<Record<NodeJS.Platform, number>> = { linux: 108, darwin: 104 };
-
-/** How many beacons {@link probeBeacons} connects to at once. */
-const PROBE_CONCURRENCY = 16;
+export const SUN_PATH_SIZE: Partial<Record<NodeJS.Platform, number>> = { linux: 108, darwin: 104 };
 
 /** Basename only: no separator or dot can lead a probe (or its unlink) out of the directory. */
 const BEACON_NAME = /^owner-[0-9a-z-]{1,64}\.sock$/;
@@ -63,7 +52,7 @@ function ownBeacons(): OwnBeacons {
   );
 }
 
-function fitsSunPath(path: string): boolean {
+export function fitsSunPath(path: string): boolean {
   const size = SUN_PATH_SIZE[process.platform];
   // sun_path also holds the terminating NUL.
   return size !== undefined && Buffer.byteLength(path) < size;
@@ -81,7 +70,7 @@ function randomToken(): string {
   return `${process.pid.toString(36)}-${random()}${random()}`;
 }
 
-function tryUnlink(path: string): void {
+export function tryUnlink(path: string): void {
   try {
     unlinkSync(path);
   } catch {
@@ -207,117 +196,7 @@ function closeBeacons(beacons: OwnBeacons): void {
   }
 }
 
-/** Connects once and reports `'connect'` or the error code; always closes the socket. */
-function connectOnce(path: string, timeoutMs: number): Promise<string> {
-  return new Promise((resolvePromise) => {
-    const socket = connect({ path });
-    const timer = setTimeout(() => finish('ETIMEDOUT'), timeoutMs);
-    // The pending socket keeps the process alive until this settles; the timer need not.
-    timer.unref();
-    socket.once('connect', () => finish('connect'));
-    // `on`, not `once`: an error after we settled must not go unhandled.
-    socket.on('error', (error: NodeJS.ErrnoException) => finish(error.code ?? 'UNKNOWN'));
-    function finish(outcome: string): void {
-      clearTimeout(timer);
-      socket.destroy();
-      resolvePromise(outcome);
-    }
-  });
-}
-
-async function probeOne(dir: string, name: string, timeoutMs: number): Promise<BeaconState> {
-  if (!isBeaconName(name)) return 'unknown';
-  const path = join(dir, name);
-  if (!fitsSunPath(path)) return 'unknown';
-  try {
-    // connect() follows symbolic links: a planted link must not make us reach another socket.
-    if (!lstatSync(path).isSocket()) return 'unknown';
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'ENOENT' ? 'dead' : 'unknown';
-  }
-  const outcome = await connectOnce(path, timeoutMs);
-  if (outcome === 'connect') return 'alive';
-  if (outcome === 'ENOENT') return 'dead';
-  // Linux refuses only when nobody listens (a full queue gives EAGAIN). BSD kernels, macOS
-  // included, also refuse when the queue of a live but stopped owner is full.
-  if (outcome === 'ECONNREFUSED' && process.platform === 'linux') {
-    // Safe to remove: the name is never bound again.
-    tryUnlink(path);
-    return 'dead';
-  }
-  return 'unknown';
-}
-
-/**
- * Finds whether the owners of the beacons `names` in `dir` are alive (see
- * {@link BeaconState}), connecting to a bounded number at a time and closing every socket
- * it opens. Removes the socket file of each beacon it finds refused, so that those of
- * killed owners do not pile up. Names that are not beacon names (see
- * {@link isBeaconName}) are reported `'unknown'` and never touched. Never rejects.
- *
- * @param dir - The state directory the beacons were created in.
- * @param names - Beacon file names as {@link ensureOwnBeacon} returned them (duplicates are fine).
- * @param timeoutMs - How long one connection attempt may take before it counts as `'unknown'` (default 250).
- * @throws RangeError when `timeoutMs` is not a positive finite number.
- * @example
- * const states = await probeBeacons(stateDir, claims.map((claim) => claim.beacon));
- * const reapable = claims.filter((claim) => states.get(claim.beacon) === 'dead');
- */
-export async function probeBeacons(dir: string, names: readonly string[], timeoutMs = 250): Promise<Map<string, BeaconState>> {
-  if (!(Number.isFinite(timeoutMs) && timeoutMs > 0)) {
-    throw new RangeError(`timeoutMs must be a positive finite number, got ${String(timeoutMs)}`);
-  }
-  const states = new Map<string, BeaconState>();
-  const pending = [...new Set(names)];
-  const absoluteDir = resolve(dir);
-  let dirExists = false;
-  try {
-    dirExists = lstatSync(absoluteDir).isDirectory();
-  } catch {
-    // Reported below: every beacon unknown.
-  }
-  // Without the directory, a missing socket says nothing about its owner.
-  if (!dirExists || SUN_PATH_SIZE[process.platform] === undefined) {
-    for (const name of pending) states.set(name, 'unknown');
-    return states;
-  }
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < pending.length) {
-      const name = pending[next++]!;
-      let state: BeaconState = 'unknown';
-      try {
-        state = await probeOne(absoluteDir, name, timeoutMs);
-      } catch {
-        // One unreadable beacon must not fail the others.
-      }
-      states.set(name, state);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(PROBE_CONCURRENCY, pending.length) }, worker));
-  return states;
-}
-
-/**
- * Probes every beacon in `dir` and so removes those whose owners died without a normal
- * exit (killed, or ended by a signal it did not handle), including beacons no claim names
- * any more. Returns how many it found dead. Never rejects for a single bad beacon.
- *
- * @param dir - The state directory.
- * @param timeoutMs - Per-connection bound, as in {@link probeBeacons} (default 250).
- */
-export async function sweepDeadBeacons(dir: string, timeoutMs = 250): Promise<number> {
-  let names: string[];
-  try {
-    names = readdirSync(dir).filter(isBeaconName);
-  } catch {
-    return 0;
-  }
-  const own = new Set(Array.from(ownBeacons().byDir.values(), (beacon) => beacon.name));
-  const states = await probeBeacons(
-    dir,
-    names.filter((name) => !own.has(name)),
-    timeoutMs,
-  );
-  return [...states.values()].filter((state) => state === 'dead').length;
+/** The names of this thread's own beacons (a sweep leaves them alone). */
+export function ownBeaconNames(): Set<string> {
+  return new Set(Array.from(ownBeacons().byDir.values(), (beacon) => beacon.name));
 }

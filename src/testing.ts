@@ -5,6 +5,7 @@
  */
 export { currentPidNamespace } from './liveness.js';
 export { StateLock } from './lock.js';
-export { ensureOwnBeacon, probeBeacons } from './owner-beacon.js';
+export { probeBeacons } from './beacon-probe.js';
+export { ensureOwnBeacon } from './owner-beacon.js';
 export { findBusyPorts } from './probe.js';
 export { statePaths } from './state-dir.js';

@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { currentPidNamespace, isOwnerAlive } from '../src/liveness.js';
-import { closeOwnBeacons, ensureOwnBeacon, isBeaconName, probeBeacons, sweepDeadBeacons } from '../src/owner-beacon.js';
+import { probeBeacons, sweepDeadBeacons } from '../src/beacon-probe.js';
+import { closeOwnBeacons, ensureOwnBeacon, isBeaconName } from '../src/owner-beacon.js';
 import {
   canRunAsNobody,
   distEntry,
