@@ -6,33 +6,11 @@ import { resolveClaimOptions } from '../options.js';
 import { asUsage, CLAIM_SHAPE_OPTIONS, claimShape, COMMON_OPTIONS, parseCommandLine, UsageError } from './args.js';
 import { HELP } from './help.js';
 import { openAllocator } from './open-allocator.js';
+import { checkPlaceholders, expandPlaceholders, hasPlaceholders } from './placeholders.js';
+import { countFor, parseNames, parsePrefix, type PortNaming, portVariables } from './port-variables.js';
+import { TRAMPOLINE, trampolineScript } from './trampoline.js';
 
 const FORWARDED_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
-const NAME_PREFIX = /^(?:[A-Za-z_][A-Za-z0-9_]*)?$/;
-
-/**
- * A /bin/sh that waits for `NAME=VALUE` lines on fd 3, exports them, and on the line `exec`
- * replaces itself with the command ("$@", never parsed by the shell). Its PID, and on Linux
- * its start time, are the command's: the claim can be made for the command's own process
- * before it starts, though the ports only exist once claimed. On end of input without
- * `exec` (the claim failed) it exits 125 without running anything.
- */
-const TRAMPOLINE = `while IFS= read -r portlease_line <&3; do
-  case $portlease_line in
-    exec)
-      command -v "$1" >/dev/null 2>&1 || { printf '%s: %s: command not found\n' "$0" "$1" >&2; exit 127; }
-      exec "$@" 3<&- ;;
-    *) export "$portlease_line" ;;
-  esac
-done
-exit 125`;
-
-/** The environment a command gets: `PORT`, `PORTS`, `PORT_0` ... each behind `prefix`. */
-export function portEnvironment(prefix: string, ports: readonly number[]): Record<string, string> {
-  const env: Record<string, string> = { [`${prefix}PORT`]: String(ports[0]), [`${prefix}PORTS`]: ports.join(' ') };
-  ports.forEach((port, index) => (env[`${prefix}PORT_${index}`] = String(port)));
-  return env;
-}
 
 function exitOf(child: ChildProcess): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
   return new Promise((resolve, reject) => {
@@ -61,6 +39,7 @@ export async function runExec(args: string[]): Promise<number> {
   const { values, positionals, afterTerminator } = parseCommandLine('exec', args, {
     ...CLAIM_SHAPE_OPTIONS,
     prefix: { type: 'string' },
+    names: { type: 'string' },
     ...COMMON_OPTIONS,
   });
   if (values.help === true) {
@@ -73,18 +52,12 @@ export async function runExec(args: string[]): Promise<number> {
   const [command, ...commandArgs] = afterTerminator as [string, ...string[]];
   // Some /bin/sh builtins would read a leading '-' as an option of `exec`.
   if (command.startsWith('-')) throw new UsageError(`Expected a command after '--', got the option-like ${JSON.stringify(command)}.`);
-  const prefix = values.prefix ?? '';
-  if (!NAME_PREFIX.test(prefix)) {
-    throw new UsageError(
-      `Expected --prefix to be the start of an environment variable name (letters, digits, _), got ${JSON.stringify(prefix)}.`,
-    );
-  }
+  const naming: PortNaming = { prefix: parsePrefix(values.prefix), names: parseNames(values.names) };
   // Checked before anything is spawned, so that bad usage runs nothing and changes nothing.
-  const request = asUsage('exec', () =>
-    resolveClaimOptions({
-      ...claimShape(values),
-    }),
-  );
+  const shape = claimShape(values);
+  const request = asUsage('exec', () => resolveClaimOptions({ ...shape, count: countFor(shape.count, naming.names) }));
+  checkPlaceholders(afterTerminator, [...portVariables(naming, new Array<number>(request.count).fill(0)).keys()]);
+  const templated = hasPlaceholders(afterTerminator);
   const allocator = openAllocator('exec', values['state-dir']);
 
   let child: ChildProcess;
@@ -92,7 +65,9 @@ export async function runExec(args: string[]): Promise<number> {
   if (process.platform === 'win32') {
     // No exec(2) to hand the claim over: it belongs to portlease, and dies with it.
     lease = await allocator.claim({ ...request, pid: process.pid });
-    child = spawn(command, commandArgs, { stdio: 'inherit', env: { ...process.env, ...portEnvironment(prefix, lease.ports) } });
+    const variables = portVariables(naming, lease.ports);
+    const [file, ...fileArgs] = expandPlaceholders(afterTerminator, variables) as [string, ...string[]];
+    child = spawn(file, fileArgs, { stdio: 'inherit', env: { ...process.env, ...Object.fromEntries(variables) } });
   } else {
     child = spawn('/bin/sh', ['-c', TRAMPOLINE, 'portlease', command, ...commandArgs], {
       stdio: ['inherit', 'inherit', 'inherit', 'pipe'],
@@ -112,12 +87,8 @@ export async function runExec(args: string[]): Promise<number> {
         await exited.catch(() => undefined);
         throw error;
       }
-      const env = portEnvironment(prefix, lease.ports);
-      control.end(
-        `${Object.entries(env)
-          .map(([name, value]) => `${name}=${value}\n`)
-          .join('')}exec\n`,
-      );
+      const variables = portVariables(naming, lease.ports);
+      control.end(trampolineScript({ env: variables, argv: templated ? expandPlaceholders(afterTerminator, variables) : undefined }));
     }
     const { code, signal } = await exited;
     await lease!.release().catch((error: unknown) => {

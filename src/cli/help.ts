@@ -44,25 +44,35 @@ Options:
 
 ${EXIT_CODES_TEXT}`,
 
-  claim: `Usage: portlease claim [--count N] [--base B] [--host H] [--label L] [--pid PID | --ttl DURATION]
-                       [--protocol P] [--exclude LIST] [--allow-ephemeral] [--allow-unsafe] [--json]
+  claim: `Usage: portlease claim [--count N | --names LIST] [--base B] [--host H] [--label L] [--pid PID | --ttl DURATION]
+                       [--protocol P] [--exclude LIST] [--allow-ephemeral] [--allow-unsafe]
+                       [--format plain|env|json] [--prefix P]
 
 Claims N consecutive free ports and prints them on stdout, space-separated.
 
-  -n, --count N    how many consecutive ports (default 1)
+  -n, --count N    how many consecutive ports (default 1, or the number of --names)
+  --names LIST     name the ports, e.g. api,db,metrics (letters, digits, _): with
+                   --format env or json they appear as API_PORT=..., DB_PORT=...
   --base B         lowest port to consider (default 8090)
   --host H         address the ports must be free on (default 0.0.0.0)
   --label L        free text shown by 'portlease list'
   --pid PID        the claim lives as long as process PID
   --ttl DURATION   the claim expires after DURATION (90s, 30m, 2h, 1h30m), whoever is alive
 ${PROBE_TEXT}
-  --json           print {"ports":[...],"host":...,"pid":...,"label":...,"expiresAt":...}
+  --format F       plain (default): the ports, space-separated;
+                   env: NAME=port lines (PORT, PORT_0 ..., and API_PORT ... with --names),
+                   for eval, .env files, docker compose and make;
+                   json: {"ports":[...],"host":...,"pid":...,"label":...,"expiresAt":...
+                   ,"names":{...}} (names only with --names)
+  --json           the same as --format json
+  --prefix P       put P in front of the variable names of --format env (DB_PORT, ...)
 ${COMMON_TEXT}
 
 ${OWNER_TEXT}
 
-Example:
+Examples:
   PORTS=$(portlease claim --count 3)   # e.g. "8090 8091 8092"
+  eval "$(portlease claim --format env --names api,db)"   # sets API_PORT, DB_PORT
 
 ${EXIT_CODES_TEXT}`,
 
@@ -102,16 +112,23 @@ ${COMMON_TEXT}
 
 ${EXIT_CODES_TEXT}`,
 
-  exec: `Usage: portlease exec [--count N] [--base B] [--host H] [--label L] [--protocol P] [--exclude LIST]
-                      [--allow-ephemeral] [--allow-unsafe] [--prefix P] -- COMMAND [ARG ...]
+  exec: `Usage: portlease exec [--count N | --names LIST] [--base B] [--host H] [--label L] [--protocol P]
+                      [--exclude LIST] [--allow-ephemeral] [--allow-unsafe] [--prefix P] -- COMMAND [ARG ...]
 
 Claims ports, runs COMMAND with them in its environment, and releases them when it
-exits. COMMAND runs directly, not through a shell: its arguments pass untouched.
-Environment: PORT (the first port), PORTS (all, space-separated), PORT_0 ... PORT_{N-1}.
+exits. COMMAND runs directly, not through a shell: its arguments pass untouched but for
+placeholders.
+Environment: PORT (the first port), PORTS (all, space-separated), PORT_0 ... PORT_{N-1},
+and with --names api,db: API_PORT, DB_PORT.
+Placeholders: {PORT}, {PORTS}, {PORT_0}, {API_PORT} ... (any of those variables) in
+COMMAND and its arguments are replaced by the value. {{PORT}} gives the literal text
+{PORT}; \${PORT} is left alone (shell syntax); other braces such as {} pass untouched.
+An unknown port-like placeholder ({PORT_5} of 2 ports) is a usage error.
 The claim belongs to COMMAND's own process, so it is held exactly while COMMAND runs,
 even if portlease itself is killed. SIGINT, SIGTERM and SIGHUP are forwarded to COMMAND.
 
-  -n, --count N   how many consecutive ports (default 1)
+  -n, --count N   how many consecutive ports (default 1, or the number of --names)
+  --names LIST    name the ports, e.g. api,db: API_PORT, DB_PORT, {API_PORT}, ...
   --base B        lowest port to consider (default 8090)
   --host H        address the ports must be free on (default 0.0.0.0)
   --label L       free text shown by 'portlease list'
@@ -120,8 +137,10 @@ ${PROBE_TEXT}
                   DB_PORTS, DB_PORT_0, ...
 ${COMMON_TEXT}
 
-Example:
+Examples:
   portlease exec --count 2 -- node server.js   # server reads process.env.PORT_0, PORT_1
+  portlease exec -- python3 -m http.server {PORT}
+  portlease exec --names web,api -- ./dev --web {WEB_PORT} --api {API_PORT}
 
 ${EXIT_CODES_TEXT}`,
 };
