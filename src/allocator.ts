@@ -1,20 +1,19 @@
-import { claimedPorts, findFreeRun, isClaimLive, memoizeOwnerCheck, type OwnerCheck, removePorts } from './claims.js';
-import { OwnerNotAliveError, PortsExhaustedError } from './errors.js';
-import { type ClaimInfo, type Lease, type ListOptions, type ReleaseFilter, toClaimInfo, toLease } from './lease.js';
+import { claimedPorts, findFreeRun, isClaimLive, memoizeOwnerCheck, type OwnerCheck, removePorts, toPortSet } from './claims.js';
+import { OwnerNotAliveError } from './errors.js';
 import { OwnerLiveness } from './foreign-owners.js';
-import { currentPidNamespace, currentStartTime, readStartTime, type StartTime } from './liveness.js';
-import { ensureOwnBeacon, sweepDeadBeacons } from './owner-beacon.js';
+import { type ClaimInfo, type Lease, type ListOptions, type ReleaseFilter, toClaimInfo, toLease } from './lease.js';
+import { currentStartTime, readStartTime } from './liveness.js';
+import { isReleasedAtExit, ownerFields, recordNewClaim } from './new-claim.js';
 import {
   type AllocatorOptions,
   type ClaimOptions,
   type ResolvedAllocatorOptions,
-  type ResolvedClaimOptions,
   resolveAllocatorOptions,
   resolveClaimOptions,
 } from './options.js';
-import { MAX_PORT } from './port-ranges.js';
+import { sweepDeadBeacons } from './owner-beacon.js';
 import { findBusyPorts } from './probe.js';
-import { claimsReleasedAtExit, newClaimId } from './process-state.js';
+import { claimsReleasedAtExit } from './process-state.js';
 import { BlockedPortsCache, SkippedPorts } from './skipped-ports.js';
 import { SocketTable } from './socket-table.js';
 import { type ClaimRecord, freezeRecord, type StateData } from './state-format.js';
@@ -23,24 +22,12 @@ import { type ChangeOutcome, StateTransactions } from './transaction.js';
 
 export type { ClaimInfo, Lease, ListOptions, ReleaseFilter } from './lease.js';
 
-function toPortSet(ports: number | readonly number[] | undefined): Set<number> | undefined {
-  if (ports === undefined) return undefined;
-  const list = typeof ports === 'number' ? [ports] : ports;
-  if (!Array.isArray(list)) throw new TypeError(`Expected \`ports\` to be a port number or an array of them, got ${String(ports)}.`);
-  for (const port of list) {
-    if (!Number.isInteger(port) || port < 1 || port > MAX_PORT) {
-      throw new RangeError(`Expected \`ports\` to hold integers from 1 to 65535, got ${JSON.stringify(port)}.`);
-    }
-  }
-  return new Set(list);
-}
-
-/** The fields of a claim that identify its owner beyond the PID. */
-type OwnerFields = Pick<ClaimRecord, 'startTime' | 'pidNs' | 'beacon'>;
-
-/** Whether a claim is one this thread gives back when it exits: its own process's, with no TTL. */
-function isReleasedAtExit(request: ResolvedClaimOptions): boolean {
-  return request.pid === process.pid && request.ttlMs === undefined;
+/** Drops the claims `drop` picks: one change whose result is how many went. */
+function dropWhere(state: StateData, drop: (claim: ClaimRecord) => boolean): ChangeOutcome<number> {
+  const before = state.claims.length;
+  state.claims = state.claims.filter((claim) => !drop(claim));
+  const dropped = before - state.claims.length;
+  return { changed: dropped > 0, result: dropped };
 }
 
 /**
@@ -108,7 +95,7 @@ export class PortAllocator {
       : undefined;
     // Everything that can be done before taking the lock is, so the lock is held briefly even
     // by a fresh process whose code is still cold.
-    const owner = this.ownerFields(request.pid, ownerStartTime);
+    const owner = ownerFields(this.paths.dir, this.options.sharedStateDir, request.pid, ownerStartTime);
     const skipped = new SkippedPorts(this.blockedPorts.for(request), request.protocol === 'udp' ? undefined : this.socketTable);
     await this.owners.refresh(await this.warmUp());
     const busy = new Set<number>();
@@ -119,7 +106,7 @@ export class PortAllocator {
       try {
         tentative = await this.transactions.run((state) => {
           skipped.refreshInsideLock();
-          return this.recordClaim(state, request, owner, busy, previous, skipped);
+          return recordNewClaim(state, { request, owner, busy, skipped, isAlive: this.ownerCheck() }, previous);
         });
       } catch (error) {
         if (previous !== undefined) await this.dropClaimQuietly(previous.id);
@@ -205,63 +192,8 @@ export class PortAllocator {
     return this.transactions.run((state) => {
       const now = Date.now();
       const isAlive = this.ownerCheck();
-      const before = state.claims.length;
-      state.claims = state.claims.filter((claim) => isClaimLive(claim, now, isAlive));
-      return { changed: state.claims.length !== before, result: before - state.claims.length };
+      return dropWhere(state, (claim) => !isClaimLive(claim, now, isAlive));
     });
-  }
-
-  private recordClaim(
-    state: StateData,
-    request: ResolvedClaimOptions,
-    owner: OwnerFields,
-    busy: ReadonlySet<number>,
-    previous: ClaimRecord | undefined,
-    skipped: SkippedPorts,
-  ): ChangeOutcome<ClaimRecord> {
-    if (previous !== undefined) state.claims = state.claims.filter((claim) => claim.id !== previous.id);
-    const now = Date.now();
-    const isAlive = this.ownerCheck();
-    const { start, dead } = findFreeRun(
-      state.claims,
-      request.base,
-      request.count,
-      (port) => skipped.has(port) || busy.has(port),
-      (claim) => isClaimLive(claim, now, isAlive),
-    );
-    if (dead.size > 0) state.claims = state.claims.filter((claim) => !dead.has(claim));
-    if (start === undefined) {
-      throw new PortsExhaustedError(request.base, request.count, {
-        skipped: ['claimed ports', ...skipped.describe(request.base)],
-        busy: busy.size,
-        host: request.host,
-      });
-    }
-    const claim = freezeRecord({
-      id: newClaimId(),
-      start,
-      count: request.count,
-      host: request.host,
-      pid: request.pid,
-      ...owner,
-      createdAt: now,
-      ...(request.ttlMs === undefined ? {} : { expiresAt: now + request.ttlMs }),
-      ...(request.label === undefined ? {} : { label: request.label }),
-    });
-    state.claims.push(claim);
-    return { changed: true, result: claim };
-  }
-
-  /** What identifies the owner beyond its PID: start time, PID namespace, and its beacon if it is this process. */
-  private ownerFields(pid: number, startTime: StartTime): OwnerFields {
-    const pidNs = currentPidNamespace();
-    // Only this process can hold a beacon for itself; a claim for another PID has none.
-    const beacon = pid === process.pid && pidNs !== undefined ? ensureOwnBeacon(this.paths.dir, this.options.sharedStateDir) : undefined;
-    return {
-      ...(startTime === undefined ? {} : { startTime }),
-      ...(pidNs === undefined ? {} : { pidNs }),
-      ...(beacon === undefined ? {} : { beacon }),
-    };
   }
 
   /** The owner check for one critical section (or one listing). */
@@ -290,11 +222,7 @@ export class PortAllocator {
   private async dropClaim(id: string, releasedAtExit: Set<string> | undefined): Promise<void> {
     // Forgotten by the exit handler too, so a long-running process does not pile up ids.
     releasedAtExit?.delete(id);
-    await this.transactions.run((state) => {
-      const before = state.claims.length;
-      state.claims = state.claims.filter((claim) => claim.id !== id);
-      return { changed: state.claims.length !== before, result: undefined };
-    });
+    await this.transactions.run((state) => dropWhere(state, (claim) => claim.id === id));
   }
 
   /** Drops a tentative claim after a failure; a failure here must not hide the first one. */
@@ -312,10 +240,6 @@ export class PortAllocator {
    * is gone.
    */
   private releaseAtExit(ids: ReadonlySet<string>): void {
-    this.transactions.runNowIfFree((state) => {
-      const before = state.claims.length;
-      state.claims = state.claims.filter((claim) => !(claim.pid === process.pid && ids.has(claim.id)));
-      return { changed: state.claims.length !== before, result: undefined };
-    });
+    this.transactions.runNowIfFree((state) => dropWhere(state, (claim) => claim.pid === process.pid && ids.has(claim.id)));
   }
 }

@@ -119,3 +119,19 @@ export function removePorts(
   }
   return { kept, released };
 }
+
+/**
+ * The `ports` of a release filter as a set, validated.
+ * @throws {TypeError | RangeError} when it is not a port number or an array of them.
+ */
+export function toPortSet(ports: number | readonly number[] | undefined): Set<number> | undefined {
+  if (ports === undefined) return undefined;
+  const list = typeof ports === 'number' ? [ports] : ports;
+  if (!Array.isArray(list)) throw new TypeError(`Expected \`ports\` to be a port number or an array of them, got ${String(ports)}.`);
+  for (const port of list) {
+    if (!Number.isInteger(port) || port < 1 || port > MAX_PORT) {
+      throw new RangeError(`Expected \`ports\` to hold integers from 1 to 65535, got ${JSON.stringify(port)}.`);
+    }
+  }
+  return new Set(list);
+}

@@ -1,4 +1,4 @@
-import { constants, fchmodSync, fstatSync, linkSync, openSync, readSync, renameSync, type Stats, statSync, writeSync } from 'node:fs';
+import { renameSync, type Stats, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { StateIoError } from './errors.js';
 import { pausePoint } from './pause-points.js';
@@ -9,36 +9,21 @@ import {
   randomToken,
   recordKey,
   type SealLine,
-  STATE_VERSION,
   type StateData,
 } from './state-format.js';
-import { closeQuietly, errnoCode, generationAt, ioError, unlinkQuietly } from './state-file.js';
+import { errnoCode, generationAt, ioError, unlinkQuietly } from './state-file.js';
 import { keepDamagedCopy, setAside } from './state-repair.js';
-import {
-  applyChange,
-  applyLines,
-  identityOf,
-  readAppended,
-  readSnapshot,
-  sameGeneration,
-  sameInode,
-  sameVersion,
-  type Snapshot,
-  NEWLINE,
-} from './state-snapshot.js';
+import { identityOf, readAppended, readSnapshot, sameInode, sameVersion, type Snapshot } from './state-snapshot.js';
+import { type AppendOutcome, appendFenced, diffRecords, linkIfAbsent, nextWriteToken, writeGenerationFile } from './state-write.js';
 
 export { type ClaimRecord, recordKey, STATE_VERSION, type StateData } from './state-format.js';
 export { CORRUPT_STATE_WARNING } from './state-repair.js';
 
-const PRIVATE_FILE_MODE = 0o600;
-const SHARED_FILE_MODE = 0o660;
 // Appending is far cheaper than rewriting; the log is folded into a new generation once it
 // outweighs the snapshot (and at least this much).
 const MIN_COMPACT_LOG_BYTES = 32 * 1024;
 // Each hop follows one sealed generation; more in one load means files keep being replaced.
 const MAX_GENERATION_HOPS = 8;
-// No O_CREAT: appending to a file that vanished must fail, not start a headerless one.
-const APPEND_FLAGS = constants.O_RDWR | constants.O_APPEND | (constants.O_NONBLOCK ?? 0);
 
 /** Options of {@link StateStore.load}. */
 export interface LoadOptions {
@@ -47,13 +32,6 @@ export interface LoadOptions {
    * lock held. Without it a corrupt file just reads as empty.
    */
   repair: boolean;
-}
-
-let writeCounter = 0;
-const writerToken = randomToken();
-function nextWriteToken(): string {
-  writeCounter = (writeCounter + 1) % Number.MAX_SAFE_INTEGER;
-  return `${writerToken}.${writeCounter.toString(36)}`;
 }
 
 /**
@@ -128,17 +106,9 @@ export class StateStore {
     ) {
       return this.startGeneration(next, current);
     }
-    const kept = new Set<ClaimRecord>();
-    const add: ClaimRecord[] = [];
-    for (const record of next.claims) {
-      if (this.loaded.has(record)) kept.add(record);
-      else add.push(record);
-    }
-    const drop: string[] = [];
-    for (const [record, key] of this.loaded) if (!kept.has(record)) drop.push(key);
+    const { add, drop } = diffRecords(this.loaded, next.claims);
     if (add.length === 0 && drop.length === 0) return true;
-    const line: ChangeLine = { g: current.gen, at: current.seq, w: nextWriteToken(), add, drop };
-    return this.appendFenced(current, line);
+    return this.append(current, { g: current.gen, at: current.seq, w: nextWriteToken(), add, drop });
   }
 
   private logBytes(snapshot: Snapshot): number {
@@ -193,59 +163,20 @@ export class StateStore {
     return this.snapshot === undefined || generationAt(this.path) !== this.snapshot.gen;
   }
 
-  /** Appends `line` and reads back from what this process had read, to learn whether it was accepted. */
-  private appendFenced(snapshot: Snapshot, line: ChangeLine | SealLine): boolean {
-    let fd: number | undefined;
+  /**
+   * Appends a fenced line and tells whether it was accepted. The copy is forgotten when the
+   * file was replaced or removed since it was read, or when the write failed half-way.
+   */
+  private append(snapshot: Snapshot, line: ChangeLine | SealLine): boolean {
+    let outcome: AppendOutcome;
     try {
-      fd = openSync(this.path, APPEND_FLAGS);
-      // A writer that crashed or was cut short mid-line left a fragment without its newline:
-      // end it first, with a NUL so that it can never parse (a write one byte short leaves
-      // a whole JSON object), and ours is a line of its own.
-      const lead = this.endsInFragment && this.endsWithFragment(fd) ? '\0\n' : '';
-      const bytes = Buffer.from(`${lead}${JSON.stringify(line)}\n`);
-      pausePoint('next' in line ? 'seal' : 'append');
-      const written = writeSync(fd, bytes);
-      // A short write (file size limit, quota, a full disk) leaves a fragment that readers
-      // skip. It is not cut off again: with a paused writer about, truncating could cut
-      // another writer's accepted line.
-      if (written !== bytes.length) throw Object.assign(new Error(`short write: ${written} of ${bytes.length} bytes`), { code: 'EIO' });
-      pausePoint('read-back');
-      const stats = fstatSync(fd);
-      // The file was replaced since our load: our line went to a generation it does not name.
-      if (!sameGeneration(snapshot, fd)) {
-        this.snapshot = undefined;
-        return false;
-      }
-      const appended = Buffer.alloc(stats.size - snapshot.size);
-      const read = appended.length === 0 ? 0 : readSync(fd, appended, 0, appended.length, snapshot.size);
-      // Usually nobody wrote in between: what follows our copy is exactly our line, so it is
-      // the next one and accepted, and there is nothing to parse.
-      if (read === bytes.length && lead === '' && appended.equals(bytes) && !this.endsInFragment) {
-        if ('next' in line) {
-          snapshot.seq++;
-          snapshot.sealedTo = line.next;
-        } else {
-          applyChange(snapshot, line.add, line.drop);
-        }
-        Object.assign(snapshot, { size: stats.size, mtimeMs: stats.mtimeMs, ctimeMs: stats.ctimeMs });
-        return true;
-      }
-      return applyLines(snapshot, appended.subarray(0, read), stats, line.w);
+      outcome = appendFenced(this.path, snapshot, line, this.endsInFragment);
     } catch (error) {
       this.snapshot = undefined;
-      if (errnoCode(error) === 'ENOENT') return false; // removed since the load: load again
       throw ioError('write', this.path, error);
-    } finally {
-      if (fd !== undefined) closeQuietly(fd);
     }
-  }
-
-  private endsWithFragment(fd: number): boolean {
-    const size = fstatSync(fd).size;
-    if (size === 0) return false;
-    const last = Buffer.alloc(1);
-    readSync(fd, last, 0, 1, size - 1);
-    return last[0] !== NEWLINE;
+    if (outcome === 'stale') this.snapshot = undefined;
+    return outcome === 'accepted';
   }
 
   /**
@@ -256,10 +187,9 @@ export class StateStore {
     const gen = randomToken();
     const name = `${basename(this.path)}.${gen}`;
     const genPath = join(dirname(this.path), name);
-    const text = `${JSON.stringify({ version: STATE_VERSION, gen, ...(next.bootId === undefined ? {} : { bootId: next.bootId }), claims: next.claims })}\n`;
     let stats: Stats;
     try {
-      stats = this.writeNewFile(genPath, Buffer.from(text));
+      stats = writeGenerationFile(genPath, gen, next, this.shared);
     } catch (error) {
       unlinkQuietly(genPath);
       this.snapshot = undefined;
@@ -268,7 +198,7 @@ export class StateStore {
     let accepted: boolean;
     if (current === undefined) {
       try {
-        accepted = this.linkIfAbsent(genPath);
+        accepted = linkIfAbsent(genPath, this.path);
       } finally {
         unlinkQuietly(genPath);
       }
@@ -276,7 +206,7 @@ export class StateStore {
       // Once the seal is written it may be accepted (a failed read-back says nothing), and a
       // seal naming a missing file loses every claim: from here the file is only removed
       // when the seal is known to be void. An orphan generation file is harmless.
-      accepted = this.appendFenced(current, { g: current.gen, at: current.seq, w: nextWriteToken(), next: name });
+      accepted = this.append(current, { g: current.gen, at: current.seq, w: nextWriteToken(), next: name });
       if (!accepted) unlinkQuietly(genPath);
       else {
         pausePoint('publish');
@@ -298,29 +228,5 @@ export class StateStore {
     };
     this.endsInFragment = false;
     return true;
-  }
-
-  private writeNewFile(path: string, bytes: Buffer): Stats {
-    const fd = openSync(path, 'wx', this.shared ? SHARED_FILE_MODE : PRIVATE_FILE_MODE);
-    try {
-      // No fsync: the claims only matter within this boot, and a crash of the machine ends the boot.
-      let offset = 0;
-      while (offset < bytes.length) offset += writeSync(fd, bytes, offset);
-      // The umask usually strips group write, which the other users of a shared directory need.
-      if (this.shared) fchmodSync(fd, SHARED_FILE_MODE);
-      return fstatSync(fd);
-    } finally {
-      closeQuietly(fd);
-    }
-  }
-
-  private linkIfAbsent(genPath: string): boolean {
-    try {
-      linkSync(genPath, this.path);
-      return true;
-    } catch (error) {
-      if (errnoCode(error) === 'EEXIST') return false; // another writer created it first
-      throw error;
-    }
   }
 }
