@@ -3,7 +3,7 @@ import { OwnerNotAliveError } from './errors.js';
 import { OwnerLiveness } from './foreign-owners.js';
 import { type ClaimInfo, type Lease, type ListOptions, type ReleaseFilter, toClaimInfo, toLease } from './lease.js';
 import { currentStartTime, readStartTime } from './liveness.js';
-import { isReleasedAtExit, ownerFields, recordNewClaim } from './new-claim.js';
+import { isReleasedAtExit, ownerFields, reassignClaims, recordNewClaim } from './new-claim.js';
 import {
   type AllocatorOptions,
   type ClaimOptions,
@@ -165,6 +165,27 @@ export class PortAllocator {
       if (released.length > 0) state.claims = kept.map(freezeRecord);
       return { changed: released.length > 0, result: released };
     });
+  }
+
+  /**
+   * Hands the claims of process `from` that hold any of `ports` to the live process `to`
+   * (default: this one), keeping their ports, id, label and TTL; a lease for them still
+   * releases them. For a supervisor whose command exits while processes it started still
+   * use the ports (`portlease exec`). A claim of `from` is matched even when `from` is dead
+   * but the claim not yet reaped. Resolves to how many claims changed owner (0 when none
+   * matched: released or reaped meanwhile).
+   *
+   * @throws {OwnerNotAliveError} (`PORTLEASE_OWNER_NOT_ALIVE`) when `to` is not running.
+   */
+  async handOver(ports: number | readonly number[], from: number, to: number = process.pid): Promise<number> {
+    const wanted = toPortSet(ports)!;
+    const startTime = to === process.pid ? currentStartTime() : readStartTime(to);
+    if (startTime === null) throw new OwnerNotAliveError(to);
+    const owner = ownerFields(this.paths.dir, this.options.sharedStateDir, to, startTime);
+    const holds = (claim: ClaimRecord): boolean => claimedPorts(claim).some((port) => wanted.has(port));
+    return this.transactions.run((state) =>
+      reassignClaims(state, (claim) => claim.pid === from && !OwnerLiveness.isForeign(claim) && holds(claim), to, owner),
+    );
   }
 
   /**

@@ -15,6 +15,8 @@ import type { ChangeOutcome } from './transaction.js';
 /** The fields of a claim that identify its owner beyond the PID. */
 export type OwnerFields = Pick<ClaimRecord, 'startTime' | 'pidNs' | 'beacon'>;
 
+const OWNER_KEYS: ReadonlySet<string> = new Set(['startTime', 'pidNs', 'beacon'] satisfies Array<keyof OwnerFields>);
+
 /** Whether a claim is one this thread gives back when it exits: its own process's, with no TTL. */
 export function isReleasedAtExit(request: Pick<ResolvedClaimOptions, 'pid' | 'ttlMs'>): boolean {
   return request.pid === process.pid && request.ttlMs === undefined;
@@ -84,4 +86,25 @@ export function recordNewClaim(state: StateData, search: ClaimSearch, previous: 
   });
   state.claims.push(claim);
   return { changed: true, result: claim };
+}
+
+/**
+ * Inside the lock: gives the claims `match` picks to the owner `pid`, keeping their id,
+ * ports, label and TTL. The result is how many changed owner.
+ */
+export function reassignClaims(
+  state: StateData,
+  match: (claim: ClaimRecord) => boolean,
+  pid: number,
+  owner: OwnerFields,
+): ChangeOutcome<number> {
+  let changed = 0;
+  state.claims = state.claims.map((claim) => {
+    if (!match(claim)) return claim;
+    changed++;
+    // The old owner's start time, namespace and beacon describe another process.
+    const kept = Object.entries(claim).filter(([key]) => !OWNER_KEYS.has(key));
+    return freezeRecord({ ...(Object.fromEntries(kept) as Omit<ClaimRecord, keyof OwnerFields>), pid, ...owner });
+  });
+  return { changed: changed > 0, result: changed };
 }

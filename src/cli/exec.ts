@@ -1,104 +1,163 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { constants } from 'node:os';
 import type { Writable } from 'node:stream';
-import type { Lease } from '../allocator.js';
-import { resolveClaimOptions } from '../options.js';
+import type { Lease, PortAllocator } from '../allocator.js';
+import { resolveClaimOptions, type ResolvedClaimOptions } from '../options.js';
 import { asUsage, CLAIM_SHAPE_OPTIONS, claimShape, COMMON_OPTIONS, parseCommandLine, UsageError } from './args.js';
+import { parseDuration } from './duration.js';
 import { HELP } from './help.js';
 import { openAllocator } from './open-allocator.js';
 import { checkPlaceholders, expandPlaceholders, hasPlaceholders } from './placeholders.js';
 import { countFor, parseNames, parsePrefix, type PortNaming, portVariables } from './port-variables.js';
-import { TRAMPOLINE, trampolineScript } from './trampoline.js';
+import { CommandGroup, watchParent } from './process-group.js';
+import { trampoline, trampolineScript } from './trampoline.js';
 
 const FORWARDED_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+/** How long the command's group gets after a signal before SIGKILL, unless `--kill-after`. */
+const DEFAULT_KILL_AFTER_MS = 10_000;
 
-function exitOf(child: ChildProcess): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+/** What `exec` was asked to do, checked. */
+interface ExecPlan {
+  argv: [string, ...string[]];
+  naming: PortNaming;
+  request: ResolvedClaimOptions;
+  killAfterMs: number;
+  allocator: PortAllocator;
+}
+
+type Exit = { code: number | null; signal: NodeJS.Signals | null };
+
+function exitOf(child: ChildProcess): Promise<Exit> {
   return new Promise((resolve, reject) => {
     child.once('error', reject);
     child.once('exit', (code, signal) => resolve({ code, signal }));
   });
 }
 
-function forwardSignals(child: ChildProcess): () => void {
-  // Listening also keeps portlease alive on these signals until the command has exited.
-  const handlers = FORWARDED_SIGNALS.map((signal) => {
-    const handler = (): void => void child.kill(signal);
-    process.on(signal, handler);
-    return () => process.off(signal, handler);
+/** Calls `handler` on SIGINT, SIGTERM and SIGHUP (which also keeps portlease alive on them); returns the undo. */
+function onSignals(handler: (signal: NodeJS.Signals) => void): () => void {
+  const removers = FORWARDED_SIGNALS.map((signal) => {
+    const listener = (): void => handler(signal);
+    process.on(signal, listener);
+    return () => process.off(signal, listener);
   });
-  return () => handlers.forEach((remove) => remove());
+  return () => removers.forEach((remove) => remove());
 }
 
-/**
- * `portlease exec`: claims ports, runs the command with them in its environment, forwards
- * SIGINT/SIGTERM/SIGHUP, releases on exit and exits with the command's code (128+N for
- * signal N). The claim is owned by the command's process, so if portlease is SIGKILLed the
- * ports stay claimed exactly as long as the command still runs.
- */
-export async function runExec(args: string[]): Promise<number> {
+/** The parsed, checked command line; nothing is spawned or claimed for bad usage. */
+function plan(args: string[]): ExecPlan | undefined {
   const { values, positionals, afterTerminator } = parseCommandLine('exec', args, {
     ...CLAIM_SHAPE_OPTIONS,
     prefix: { type: 'string' },
     names: { type: 'string' },
+    'kill-after': { type: 'string' },
     ...COMMON_OPTIONS,
   });
-  if (values.help === true) {
-    process.stdout.write(`${HELP.exec}\n`);
-    return 0;
-  }
+  if (values.help === true) return undefined;
   if (positionals.length > 0 || afterTerminator === undefined || afterTerminator.length === 0) {
     throw new UsageError("Missing command: put it after '--', as in 'portlease exec --count 2 -- node server.js'.");
   }
-  const [command, ...commandArgs] = afterTerminator as [string, ...string[]];
+  const argv = afterTerminator as [string, ...string[]];
   // Some /bin/sh builtins would read a leading '-' as an option of `exec`.
-  if (command.startsWith('-')) throw new UsageError(`Expected a command after '--', got the option-like ${JSON.stringify(command)}.`);
+  if (argv[0].startsWith('-')) throw new UsageError(`Expected a command after '--', got the option-like ${JSON.stringify(argv[0])}.`);
   const naming: PortNaming = { prefix: parsePrefix(values.prefix), names: parseNames(values.names) };
-  // Checked before anything is spawned, so that bad usage runs nothing and changes nothing.
   const shape = claimShape(values);
   const request = asUsage('exec', () => resolveClaimOptions({ ...shape, count: countFor(shape.count, naming.names) }));
-  checkPlaceholders(afterTerminator, [...portVariables(naming, new Array<number>(request.count).fill(0)).keys()]);
-  const templated = hasPlaceholders(afterTerminator);
-  const allocator = openAllocator('exec', values['state-dir']);
+  checkPlaceholders(argv, [...portVariables(naming, new Array<number>(request.count).fill(0)).keys()]);
+  const killAfter = values['kill-after'];
+  const killAfterMs = killAfter === undefined ? DEFAULT_KILL_AFTER_MS : asUsage('exec', () => parseDuration(killAfter, '--kill-after'));
+  return { argv, naming, request, killAfterMs, allocator: openAllocator('exec', values['state-dir']) };
+}
 
-  let child: ChildProcess;
-  let lease: Lease;
-  if (process.platform === 'win32') {
-    // No exec(2) to hand the claim over: it belongs to portlease, and dies with it.
-    lease = await allocator.claim({ ...request, pid: process.pid });
-    const variables = portVariables(naming, lease.ports);
-    const [file, ...fileArgs] = expandPlaceholders(afterTerminator, variables) as [string, ...string[]];
-    child = spawn(file, fileArgs, { stdio: 'inherit', env: { ...process.env, ...Object.fromEntries(variables) } });
-  } else {
-    child = spawn('/bin/sh', ['-c', TRAMPOLINE, 'portlease', command, ...commandArgs], {
-      stdio: ['inherit', 'inherit', 'inherit', 'pipe'],
-    });
-  }
-  const exited = exitOf(child);
-  const stopForwarding = forwardSignals(child);
+/** The exit code of `exec` for the command's end: its code, or 128+N for signal N. */
+function exitCode({ code, signal }: Exit): number {
+  return code ?? 128 + (signal === null ? 0 : (constants.signals[signal] ?? 0));
+}
+
+async function releaseQuietly(lease: Lease): Promise<void> {
+  await lease.release().catch((error: unknown) => {
+    // Nothing of the command runs any more, so its claim is dead anyway and the next search reaps it.
+    process.stderr.write(
+      `portlease: could not release ${lease.ports.join(' ')} now (${(error as Error).message}); they are reaped later\n`,
+    );
+  });
+}
+
+/** Windows: no exec(2) to hand the claim over and no process groups; the claim belongs to portlease and dies with it. */
+async function runOnWindows({ argv, naming, request, allocator }: ExecPlan): Promise<number> {
+  const lease = await allocator.claim({ ...request, pid: process.pid });
+  const variables = portVariables(naming, lease.ports);
+  const [file, ...fileArgs] = expandPlaceholders(argv, variables) as [string, ...string[]];
+  const child = spawn(file, fileArgs, { stdio: 'inherit', env: { ...process.env, ...Object.fromEntries(variables) } });
+  const stopForwarding = onSignals((signal) => void child.kill(signal));
   try {
-    if (process.platform !== 'win32') {
-      if (child.pid === undefined) await exited; // rejects with the spawn error
-      const control = child.stdio[3] as Writable;
-      control.on('error', () => {}); // the trampoline may be gone (killed); its exit tells the rest
-      try {
-        lease = await allocator.claim({ ...request, pid: child.pid! });
-      } catch (error) {
-        control.end(); // no `exec` line: the trampoline exits without running the command
-        await exited.catch(() => undefined);
-        throw error;
-      }
-      const variables = portVariables(naming, lease.ports);
-      control.end(trampolineScript({ env: variables, argv: templated ? expandPlaceholders(afterTerminator, variables) : undefined }));
-    }
-    const { code, signal } = await exited;
-    await lease!.release().catch((error: unknown) => {
-      // The command is gone, so its claim is dead anyway and the next search reaps it.
-      process.stderr.write(
-        `portlease: could not release ${lease.ports.join(' ')} now (${(error as Error).message}); they are reaped later\n`,
-      );
-    });
-    return code ?? 128 + (signal === null ? 0 : (constants.signals[signal] ?? 0));
+    return exitCode(await exitOf(child));
   } finally {
     stopForwarding();
+    await releaseQuietly(lease);
   }
+}
+
+/**
+ * Unix: the trampoline starts as the leader of a process group of its own, the claim is
+ * made for its PID, and it then becomes the command. Signals go to the whole group; the
+ * claim is released only when nothing of the group runs any more.
+ */
+async function runInGroup({ argv, naming, request, killAfterMs, allocator }: ExecPlan): Promise<number> {
+  // detached: a new session and process group, so the group can be signalled as a whole.
+  const child = spawn('/bin/sh', ['-c', trampoline(), 'portlease', ...argv], {
+    stdio: ['inherit', 'inherit', 'inherit', 'pipe'],
+    detached: true,
+  });
+  const exited = exitOf(child);
+  if (child.pid === undefined) await exited; // rejects with the spawn error
+  const group = new CommandGroup(child.pid!);
+  const stopForwarding = onSignals((signal) => group.terminate(signal, killAfterMs));
+  // A vanished parent (npx stopped by SIGTERM) counts as a request to stop.
+  const stopWatching = watchParent(() => group.terminate('SIGTERM', killAfterMs));
+  try {
+    const control = child.stdio[3] as Writable;
+    control.on('error', () => {}); // the trampoline may be gone (killed); its exit tells the rest
+    let lease: Lease;
+    try {
+      lease = await allocator.claim({ ...request, pid: child.pid! });
+    } catch (error) {
+      control.end(); // no `exec` line: the trampoline exits without running the command
+      await exited.catch(() => undefined);
+      throw error;
+    }
+    const variables = portVariables(naming, lease.ports);
+    control.end(trampolineScript({ env: variables, argv: hasPlaceholders(argv) ? expandPlaceholders(argv, variables) : undefined }));
+    const exit = await exited;
+    if (group.hasMembers()) {
+      // The command is gone but processes it started still run, maybe on the ports: the
+      // claim passes to portlease, so that it stays live until they are gone too.
+      await allocator.handOver(lease.ports, child.pid!).catch((error: unknown) => {
+        process.stderr.write(`portlease: could not keep ${lease.ports.join(' ')} claimed (${(error as Error).message})\n`);
+      });
+      await group.untilEmpty();
+    }
+    await releaseQuietly(lease);
+    return exitCode(exit);
+  } finally {
+    stopWatching();
+    stopForwarding();
+    group.dispose();
+  }
+}
+
+/**
+ * `portlease exec`: claims ports, runs the command with them in its environment and
+ * placeholders, forwards SIGINT/SIGTERM/SIGHUP to its whole process group, releases once
+ * nothing of that group runs and exits with the command's code (128+N for signal N). The
+ * claim is owned by the command's process, so if portlease is SIGKILLed the ports stay
+ * claimed exactly as long as the command still runs.
+ */
+export async function runExec(args: string[]): Promise<number> {
+  const checked = plan(args);
+  if (checked === undefined) {
+    process.stdout.write(`${HELP.exec}\n`);
+    return 0;
+  }
+  return process.platform === 'win32' ? runOnWindows(checked) : runInGroup(checked);
 }

@@ -113,7 +113,8 @@ ${COMMON_TEXT}
 ${EXIT_CODES_TEXT}`,
 
   exec: `Usage: portlease exec [--count N | --names LIST] [--base B] [--host H] [--label L] [--protocol P]
-                      [--exclude LIST] [--allow-ephemeral] [--allow-unsafe] [--prefix P] -- COMMAND [ARG ...]
+                      [--exclude LIST] [--allow-ephemeral] [--allow-unsafe] [--prefix P]
+                      [--kill-after DURATION] -- COMMAND [ARG ...]
 
 Claims ports, runs COMMAND with them in its environment, and releases them when it
 exits. COMMAND runs directly, not through a shell: its arguments pass untouched but for
@@ -124,8 +125,12 @@ Placeholders: {PORT}, {PORTS}, {PORT_0}, {API_PORT} ... (any of those variables)
 COMMAND and its arguments are replaced by the value. {{PORT}} gives the literal text
 {PORT}; \${PORT} is left alone (shell syntax); other braces such as {} pass untouched.
 An unknown port-like placeholder ({PORT_5} of 2 ports) is a usage error.
-The claim belongs to COMMAND's own process, so it is held exactly while COMMAND runs,
-even if portlease itself is killed. SIGINT, SIGTERM and SIGHUP are forwarded to COMMAND.
+COMMAND runs in a process group of its own (and without a controlling terminal).
+SIGINT, SIGTERM and SIGHUP are forwarded to that whole group, and so is a SIGTERM when
+portlease's parent goes away (npx, npm exec); whatever of the group still runs after
+--kill-after gets SIGKILL. The ports are released only once nothing of the group runs.
+The claim belongs to COMMAND's own process, so it is held while COMMAND runs, even if
+portlease itself is killed; if COMMAND exits first, portlease holds it for the rest.
 
   -n, --count N   how many consecutive ports (default 1, or the number of --names)
   --names LIST    name the ports, e.g. api,db: API_PORT, DB_PORT, {API_PORT}, ...
@@ -135,6 +140,7 @@ even if portlease itself is killed. SIGINT, SIGTERM and SIGHUP are forwarded to 
 ${PROBE_TEXT}
   --prefix P      put P in front of the variable names: --prefix DB_ gives DB_PORT,
                   DB_PORTS, DB_PORT_0, ...
+  --kill-after D  SIGKILL the group if it still runs D after a signal (default 10s)
 ${COMMON_TEXT}
 
 Examples:

@@ -1,5 +1,5 @@
 /**
- * A /bin/sh that waits for control lines on fd 3 and then replaces itself with the command
+ * A /bin/sh that waits for control lines on fd 3 (see {@link trampoline}) and then replaces itself with the command
  * ("$@", never parsed by the shell). Its PID, and on Linux its start time, are the
  * command's: the claim can be made for the command's own process before it starts, though
  * the ports only exist once claimed. Lines:
@@ -12,7 +12,7 @@
  *
  * On end of input without `exec` (the claim failed) it exits 125 without running anything.
  */
-export const TRAMPOLINE = `portlease_args=
+const TRAMPOLINE = `portlease_args=
 while IFS= read -r portlease_line <&3; do
   case $portlease_line in
     exec)
@@ -28,6 +28,15 @@ while IFS= read -r portlease_line <&3; do
   esac
 done
 exit 125`;
+
+/**
+ * The trampoline script reading its control lines from `fd` (3 unless listening sockets
+ * take fds 3 and up; a single digit, as dash reads no other) and closing it before `exec`.
+ */
+export function trampoline(fd = 3): string {
+  if (!Number.isInteger(fd) || fd < 3 || fd > 9) throw new RangeError(`The trampoline's control fd must be 3 to 9, got ${fd}.`);
+  return TRAMPOLINE.replace('<&3;', `<&${fd};`).replace('3<&-', `${fd}<&-`);
+}
 
 /** One argument as an `arg=` line: backslashes and newlines escaped for printf's `%b`. */
 function argLine(arg: string): string {
