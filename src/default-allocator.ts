@@ -6,7 +6,7 @@ let defaultAllocator: PortAllocator | undefined;
 
 /**
  * The allocator behind the module-level functions: default settings, state directory from
- * `PORTLEASE_STATE_DIR` or the per-user temporary directory. Created on first use.
+ * `PORTLEASE_STATE_DIR`, else `<tmp>/portlease-<uid>`. Created on first use.
  */
 export function getDefaultAllocator(): PortAllocator {
   defaultAllocator ??= new PortAllocator();

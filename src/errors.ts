@@ -133,7 +133,12 @@ export class UnsafeStateDirError extends PortleaseError {
   readonly path: string;
 
   constructor(path: string, reason: string) {
-    super('PORTLEASE_UNSAFE_STATE_DIR', `Refusing to use state directory ${path}: ${reason}.`);
+    super(
+      'PORTLEASE_UNSAFE_STATE_DIR',
+      `Refusing to use state directory ${path}: ${reason}. ` +
+        'Fix it, or use a directory only you can write (the stateDir option, --state-dir or PORTLEASE_STATE_DIR), ' +
+        'the same for every process that must coordinate.',
+    );
     this.path = path;
   }
 }

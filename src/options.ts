@@ -1,4 +1,6 @@
 import { isIP } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import envPaths from 'env-paths';
 import { MAX_PORT, mergeRanges, type PortExclusion, type PortRange } from './port-ranges.js';
 
@@ -80,7 +82,7 @@ export interface ResolvedClaimOptions {
 export interface AllocatorOptions {
   /**
    * Directory holding the state file and its lock.
-   * @default process.env.PORTLEASE_STATE_DIR, else a per-user temporary directory (env-paths `temp`)
+   * @default process.env.PORTLEASE_STATE_DIR, else `<tmp>/portlease-<uid>` (on Windows env-paths `temp`)
    */
   stateDir?: string | undefined;
   /**
@@ -258,11 +260,20 @@ export function resolveClaimOptions(input: ClaimOptions = {}): ResolvedClaimOpti
   return { base, count, host, label, pid, ttlMs, protocol, exclude, allowEphemeralPorts, allowUnsafePorts };
 }
 
-/** The default state directory: the environment variable, else the per-user temporary directory. */
+/**
+ * The default state directory: the environment variable, else a temporary directory of this
+ * user's own: `<tmp>/portlease-<uid>` where there are uids, env-paths' `temp` on Windows.
+ */
 export function defaultStateDir(env: NodeJS.ProcessEnv = process.env): string {
   const fromEnv = env[STATE_DIR_ENV];
   if (fromEnv !== undefined && fromEnv !== '') return fromEnv;
-  // `temp` lives as long as the boot on most systems, like the claims it holds.
+  // A temporary directory lives as long as the boot on most systems, like the claims it holds.
+  // Named by uid, not as env-paths names it on Linux (after the basename of HOME): service
+  // accounts whose HOME is / or /nonexistent would share one directory, and the second user
+  // would be refused; the same user with another HOME (sudo, env -i) would not coordinate.
+  const uid = process.getuid?.();
+  if (uid !== undefined) return join(tmpdir(), `portlease-${uid}`);
+  // Windows: the temporary directory is already per user.
   return envPaths('portlease', { suffix: '' }).temp;
 }
 

@@ -1,4 +1,5 @@
 import { existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { claimPorts, findSequentialPorts, PortAllocator } from '../src/index.js';
@@ -101,10 +102,12 @@ describe('defaults', () => {
     expect(resolveAllocatorOptions({ stateDir: '/x' })).toMatchObject({ ephemeralPortRange: undefined, socketTable: true });
   });
 
-  it('takes the state directory from the option, else PORTLEASE_STATE_DIR, else env-paths temp', () => {
+  it('takes the state directory from the option, else PORTLEASE_STATE_DIR, else a temporary directory named by uid', () => {
     expect(resolveAllocatorOptions({ stateDir: '/x' }, { PORTLEASE_STATE_DIR: '/y' }).stateDir).toBe('/x');
     expect(resolveAllocatorOptions({}, { PORTLEASE_STATE_DIR: '/y' }).stateDir).toBe('/y');
-    expect(defaultStateDir({})).toMatch(/portlease$/);
+    const uid = process.getuid?.();
+    if (uid === undefined) expect(defaultStateDir({})).toMatch(/portlease$/);
+    else expect(defaultStateDir({})).toBe(join(tmpdir(), `portlease-${uid}`));
     expect(resolveAllocatorOptions({}, { PORTLEASE_SHARED_STATE_DIR: '1' }).sharedStateDir).toBe(true);
   });
 });

@@ -2,10 +2,23 @@ import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { currentPidNamespace, isOwnerAlive } from '../src/liveness.js';
 import { closeOwnBeacons, ensureOwnBeacon, isBeaconName, probeBeacons, sweepDeadBeacons } from '../src/owner-beacon.js';
-import { canRunAsNobody, distEntry, exited, fixturesDir, killAll, makeStateDir, NOBODY_SKIP_REASON } from './helpers.js';
+import {
+  canRunAsNobody,
+  distEntry,
+  exited,
+  fixturesDir,
+  killAll,
+  makeStateDir,
+  NOBODY_SKIP_REASON,
+  nobodyReadableCopy,
+  removeNobodyReadableCopy,
+} from './helpers.js';
+
+// The copy of the build that nobody reads (made when the tests below check whether they can run).
+afterAll(removeNobodyReadableCopy);
 
 const linux = process.platform === 'linux';
 const supported = linux || process.platform === 'darwin';
@@ -213,8 +226,9 @@ describe.skipIf(!supported)('owner beacon', () => {
     `permissions (as nobody${canRunAsNobody() ? '' : `; ${NOBODY_SKIP_REASON}`})`,
     () => {
       function probeAsNobody(names: string[]): Promise<{ states: Record<string, string>; uid: number }> {
-        const child = spawn(process.execPath, [join(fixturesDir, 'probe-beacon.mjs'), dir, ...names], {
-          env,
+        const copy = nobodyReadableCopy();
+        const child = spawn(process.execPath, [join(copy.fixturesDir, 'probe-beacon.mjs'), dir, ...names], {
+          env: { ...env, PORTLEASE_DIST: copy.distEntry },
           stdio: ['ignore', 'pipe', 'inherit'],
           uid: 65534,
           gid: 65534,

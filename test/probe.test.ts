@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { HostUnavailableError, isPortleaseError, PortAllocator } from '../src/index.js';
 import { type AddressStack, findBusyPorts, probeAddresses } from '../src/probe.js';
 import {
@@ -24,7 +24,12 @@ import {
   storedClaims,
   canRunAsNobody,
   NOBODY_SKIP_REASON,
+  nobodyReadableCopy,
+  removeNobodyReadableCopy,
 } from './helpers.js';
+
+// The copy of the build that nobody reads (made when the tests below check whether they can run).
+afterAll(removeNobodyReadableCopy);
 
 const ipv6 = await hasIPv6();
 
@@ -189,8 +194,10 @@ describe.skipIf(!eaccesRunnable)(`EACCES${eaccesRunnable ? '' : ` (${NOBODY_SKIP
   const asNobody = isRoot ? { uid: 65534, gid: 65534 } : {};
 
   async function runUnprivileged(args: string[]): Promise<{ skip?: string; ports?: number[]; error?: { code: string; message: string } }> {
-    const child = spawn(process.execPath, [join(fixturesDir, 'claim-unprivileged.mjs'), ...args], {
-      env: { ...process.env, PORTLEASE_DIST: distEntry, TMPDIR: tmpdir() },
+    // As nobody, from a copy nobody can read: the checkout may be private.
+    const code = isRoot ? nobodyReadableCopy() : { distEntry, fixturesDir };
+    const child = spawn(process.execPath, [join(code.fixturesDir, 'claim-unprivileged.mjs'), ...args], {
+      env: { ...process.env, PORTLEASE_DIST: code.distEntry, TMPDIR: tmpdir() },
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
       ...asNobody,
     });

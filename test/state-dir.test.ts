@@ -1,9 +1,10 @@
 import { chmodSync, chownSync, mkdirSync, renameSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
+import { dirname, join } from 'node:path';
+import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { isPortleaseError, PortAllocator, UnsafeStateDirError } from '../src/index.js';
 import { prepareStateDir, statePaths } from '../src/state-dir.js';
-import { freeRunBase, makeStateDir } from './helpers.js';
+import { canRunAsNobody, freeRunBase, makeStateDir, NOBODY_SKIP_REASON, nobodyReadableCopy, removeNobodyReadableCopy } from './helpers.js';
 
 const posix = process.platform !== 'win32';
 const isRoot = process.getuid?.() === 0;
@@ -84,5 +85,57 @@ describe('the state directory', () => {
     await allocator.claim({ base: 40_000 + Math.floor(Math.random() * 1000) });
     expect(statSync(allocator.stateFile).mode & 0o777).toBe(0o660);
     await allocator.release();
+  });
+});
+
+// Root can act as two users for real: itself and nobody, both with a HOME that service accounts have.
+describe.skipIf(!canRunAsNobody())(`the default directory${canRunAsNobody() ? '' : ` (${NOBODY_SKIP_REASON})`}`, () => {
+  afterAll(removeNobodyReadableCopy);
+
+  /** Runs `claim` from nobody's readable copy of the build, as `user`, with the default directory under `tmp`. */
+  function claimAs(user: 'root' | 'nobody', tmp: string, env: Record<string, string> = {}): SpawnSyncReturns<string> {
+    const cli = join(dirname(nobodyReadableCopy().distEntry), 'cli.js');
+    const inherited = { ...process.env };
+    delete inherited.PORTLEASE_STATE_DIR;
+    return spawnSync(process.execPath, [cli, 'claim', '--base', '20000', '--ttl', '5s'], {
+      encoding: 'utf8',
+      env: { ...inherited, HOME: user === 'root' ? '/' : '/nonexistent', TMPDIR: tmp, ...env },
+      timeout: 20_000,
+      ...(user === 'nobody' ? { uid: 65534, gid: 65534 } : {}),
+    });
+  }
+
+  it('is private to each uid, even when users share a HOME of / or /nonexistent', () => {
+    // A temporary directory like /tmp: everyone may create entries, nobody may remove others'.
+    chmodSync(root, 0o1777);
+    const asRoot = claimAs('root', root);
+    const asNobody = claimAs('nobody', root);
+    expect(asRoot.stderr).toBe('');
+    expect(asNobody.stderr).toBe('');
+    expect(asRoot.stdout).toMatch(/^\d+\n$/);
+    expect(asNobody.stdout).toMatch(/^\d+\n$/);
+    for (const [uid, name] of [
+      [0, 'portlease-0'],
+      [65534, 'portlease-65534'],
+    ] as const) {
+      const stats = statSync(join(root, name));
+      expect({ uid: stats.uid, mode: stats.mode & 0o777 }).toEqual({ uid, mode: 0o700 });
+    }
+  });
+
+  it('taken by another user, is refused with what to do, and PORTLEASE_STATE_DIR is the way out', () => {
+    chmodSync(root, 0o1777);
+    // nobody creates root's directory first.
+    mkdirSync(join(root, 'portlease-0'), { mode: 0o700 });
+    chownSync(join(root, 'portlease-0'), 65534, 65534);
+    const refused = claimAs('root', root);
+    expect(refused.status).toBe(1);
+    expect(refused.stdout).toBe('');
+    expect(refused.stderr).toContain('PORTLEASE_UNSAFE_STATE_DIR');
+    expect(refused.stderr).toContain(`${join(root, 'portlease-0')}: it is owned by uid 65534`);
+    expect(refused.stderr).toContain('PORTLEASE_STATE_DIR');
+    const elsewhere = claimAs('root', root, { PORTLEASE_STATE_DIR: join(root, 'mine') });
+    expect(elsewhere.stderr).toBe('');
+    expect(elsewhere.stdout).toMatch(/^\d+\n$/);
   });
 });

@@ -9,7 +9,7 @@ const EXIT_CODES_TEXT = `Exit codes:
   141  the reader of the output went away (as for SIGPIPE); claims stay recorded
   exec exits with its command's code (128+N when it was killed by signal N).`;
 
-const COMMON_TEXT = `  --state-dir DIR  state directory (default: $PORTLEASE_STATE_DIR, else a per-user temp dir)
+const COMMON_TEXT = `  --state-dir DIR  state directory (default: $PORTLEASE_STATE_DIR, else <tmp>/portlease-<uid>)
   -h, --help       show this help`;
 
 const PROBE_TEXT = `  --protocol P     tcp (default), udp, or both: the port spaces the ports must be free in
