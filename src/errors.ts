@@ -78,6 +78,8 @@ export interface ExhaustedDetail {
   busy: number;
   /** The host they were probed on. */
   host: string;
+  /** The highest port searched (the `max` option). */
+  max?: number | undefined;
 }
 
 /** No run of `count` consecutive free, unclaimed ports exists in the searched range. */
@@ -88,16 +90,23 @@ export class PortsExhaustedError extends PortleaseError {
   readonly base: number;
   /** Number of consecutive ports asked for. */
   readonly count: number;
+  /** Last port of the searched range (the `max` option, else 65535). */
+  readonly max: number;
 
   constructor(base: number, count: number, detail?: ExhaustedDetail) {
+    const max = detail?.max ?? 65535;
     const skipped = detail === undefined || detail.skipped.length === 0 ? '' : `, after skipping ${detail.skipped.join(', ')}`;
     const busy =
       detail === undefined || detail.busy === 0
         ? ''
         : `; ${detail.busy} port${detail.busy === 1 ? ' was' : 's were'} busy on ${detail.host}`;
-    super('PORTLEASE_EXHAUSTED', `No run of ${count} consecutive free port${count === 1 ? '' : 's'} in ${base}-65535${skipped}${busy}.`);
+    super(
+      'PORTLEASE_EXHAUSTED',
+      `No run of ${count} consecutive free port${count === 1 ? '' : 's'} in ${base}-${max}${max < 65535 ? ' (max)' : ''}${skipped}${busy}.`,
+    );
     this.base = base;
     this.count = count;
+    this.max = max;
   }
 }
 

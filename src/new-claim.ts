@@ -64,11 +64,13 @@ export function recordNewClaim(state: StateData, search: ClaimSearch, previous: 
     request.count,
     (port) => skipped.has(port) || busy.has(port),
     (claim) => isClaimLive(claim, now, search.isAlive),
+    request.max,
   );
   if (dead.size > 0) state.claims = state.claims.filter((claim) => !dead.has(claim));
   if (start === undefined) {
     throw new PortsExhaustedError(request.base, request.count, {
-      skipped: ['claimed ports', ...skipped.describe(request.base)],
+      skipped: ['claimed ports', ...skipped.describe(request.base, request.max)],
+      max: request.max,
       busy: busy.size,
       host: request.host,
     });

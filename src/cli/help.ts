@@ -15,7 +15,10 @@ const COMMON_TEXT = `  --state-dir DIR  state directory (default: $PORTLEASE_STA
 const PROBE_TEXT = `  --protocol P     tcp (default), udp, or both: the port spaces the ports must be free in
   --exclude LIST   ports and ranges never to hand out, e.g. 5432,6379-6380
   --allow-ephemeral  also hand out ports of the kernel's ephemeral range
-  --allow-unsafe   also hand out ports browsers refuse (6000, 6665-6669, 10080, ...)`;
+  --allow-unsafe   also hand out ports browsers refuse (6000, 6665-6669, 10080, ...)
+  --allow-reserved also hand out ports the OS reserves (Linux ip_local_reserved_ports,
+                   Windows excluded port ranges)
+  --max M          never hand out a port above M (default 65535)`;
 
 const OWNER_TEXT = `The claim belongs to the process that will use the ports: the one that reads
 portlease's output (the shell of P=$(portlease claim), a background job's own
@@ -45,7 +48,7 @@ Options:
 ${EXIT_CODES_TEXT}`,
 
   claim: `Usage: portlease claim [--count N | --names LIST] [--base B] [--host H] [--label L] [--pid PID | --ttl DURATION]
-                       [--protocol P] [--exclude LIST] [--allow-ephemeral] [--allow-unsafe]
+                       [--protocol P] [--exclude LIST] [--allow-ephemeral] [--allow-unsafe] [--allow-reserved] [--max M]
                        [--format plain|env|json] [--prefix P]
 
 Claims N consecutive free ports and prints them on stdout, space-separated.
@@ -113,7 +116,7 @@ ${COMMON_TEXT}
 ${EXIT_CODES_TEXT}`,
 
   exec: `Usage: portlease exec [--count N | --names LIST] [--base B] [--host H] [--label L] [--protocol P]
-                      [--exclude LIST] [--allow-ephemeral] [--allow-unsafe] [--prefix P]
+                      [--exclude LIST] [--allow-ephemeral] [--allow-unsafe] [--allow-reserved] [--max M] [--prefix P]
                       [--kill-after DURATION] -- COMMAND [ARG ...]
 
 Claims ports, runs COMMAND with them in its environment, and releases them when it
