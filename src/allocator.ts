@@ -21,6 +21,7 @@ import { statePaths, type StatePaths } from './state-dir.js';
 import { type ChangeOutcome, StateTransactions } from './transaction.js';
 
 export type { ClaimInfo, Lease, ListOptions, ReleaseFilter } from './lease.js';
+export type { ListeningSockets } from './listen.js';
 
 /** Drops the claims `drop` picks: one change whose result is how many went. */
 function dropWhere(state: StateData, drop: (claim: ClaimRecord) => boolean): ChangeOutcome<number> {

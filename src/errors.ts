@@ -22,7 +22,8 @@ export type PortleaseErrorCode =
   | 'PORTLEASE_STATE_IO'
   | 'PORTLEASE_OWNER_NOT_ALIVE'
   | 'PORTLEASE_HOST_UNAVAILABLE'
-  | 'PORTLEASE_RESOURCES';
+  | 'PORTLEASE_RESOURCES'
+  | 'PORTLEASE_UNSUPPORTED';
 
 // Brands survive two copies of the package in one process (a CommonJS and an ESM build, two
 // versions in a monorepo), where `instanceof` on the class alone would fail.
@@ -211,6 +212,17 @@ export class ResourcesExhaustedError extends PortleaseError {
   }
 }
 
+/** What was asked cannot be done on this platform (e.g. handing listening sockets to a child on Windows). */
+export class UnsupportedError extends PortleaseError {
+  static override readonly code = 'PORTLEASE_UNSUPPORTED' as const;
+  override name = 'UnsupportedError';
+
+  /** @param message - what cannot be done here, and why. */
+  constructor(message: string) {
+    super('PORTLEASE_UNSUPPORTED', message);
+  }
+}
+
 /** The error class of each code. */
 export interface PortleaseErrorByCode {
   PORTLEASE_EXHAUSTED: PortsExhaustedError;
@@ -220,6 +232,7 @@ export interface PortleaseErrorByCode {
   PORTLEASE_OWNER_NOT_ALIVE: OwnerNotAliveError;
   PORTLEASE_HOST_UNAVAILABLE: HostUnavailableError;
   PORTLEASE_RESOURCES: ResourcesExhaustedError;
+  PORTLEASE_UNSUPPORTED: UnsupportedError;
 }
 
 /**

@@ -1,7 +1,8 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { constants } from 'node:os';
 import type { Writable } from 'node:stream';
-import type { Lease, PortAllocator } from '../allocator.js';
+import type { Lease, ListeningSockets, PortAllocator } from '../allocator.js';
+import { UnsupportedError } from '../errors.js';
 import { resolveClaimOptions, type ResolvedClaimOptions } from '../options.js';
 import { asUsage, CLAIM_SHAPE_OPTIONS, claimShape, COMMON_OPTIONS, parseCommandLine, UsageError } from './args.js';
 import { parseDuration } from './duration.js';
@@ -15,6 +16,10 @@ import { trampoline, trampolineScript } from './trampoline.js';
 const FORWARDED_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
 /** How long the command's group gets after a signal before SIGKILL, unless `--kill-after`. */
 const DEFAULT_KILL_AFTER_MS = 10_000;
+/** fds 3 and up carry the sockets and then the trampoline's control pipe; dash reads single-digit fds only. */
+const MAX_LISTEN_PORTS = 6;
+/** How often `--listen` claims anew when a process outside portlease bound a port after the probe. */
+const LISTEN_ATTEMPTS = 3;
 
 /** What `exec` was asked to do, checked. */
 interface ExecPlan {
@@ -22,7 +27,18 @@ interface ExecPlan {
   naming: PortNaming;
   request: ResolvedClaimOptions;
   killAfterMs: number;
+  listen: boolean;
   allocator: PortAllocator;
+}
+
+/** The command started: its trampoline, its lease, and how it ends. */
+interface Started {
+  child: ChildProcess;
+  exited: Promise<Exit>;
+  lease: Lease;
+  control: Writable;
+  /** Variables for the trampoline to export besides the ports. */
+  extraEnv: Record<string, string>;
 }
 
 type Exit = { code: number | null; signal: NodeJS.Signals | null };
@@ -51,6 +67,7 @@ function plan(args: string[]): ExecPlan | undefined {
     prefix: { type: 'string' },
     names: { type: 'string' },
     'kill-after': { type: 'string' },
+    listen: { type: 'boolean' },
     ...COMMON_OPTIONS,
   });
   if (values.help === true) return undefined;
@@ -66,7 +83,16 @@ function plan(args: string[]): ExecPlan | undefined {
   checkPlaceholders(argv, [...portVariables(naming, new Array<number>(request.count).fill(0)).keys()]);
   const killAfter = values['kill-after'];
   const killAfterMs = killAfter === undefined ? DEFAULT_KILL_AFTER_MS : asUsage('exec', () => parseDuration(killAfter, '--kill-after'));
-  return { argv, naming, request, killAfterMs, allocator: openAllocator('exec', values['state-dir']) };
+  const listen = values.listen === true;
+  if (listen && request.count > MAX_LISTEN_PORTS) {
+    throw new UsageError(`--listen hands over at most ${MAX_LISTEN_PORTS} ports (fds 3 to ${2 + MAX_LISTEN_PORTS}), got ${request.count}.`);
+  }
+  if (listen && process.platform === 'win32') {
+    throw new UnsupportedError(
+      'exec --listen is not available on Windows: a listening socket cannot be inherited there as fd 3 (that takes WSADuplicateSocket, which Node does not expose).',
+    );
+  }
+  return { argv, naming, request, killAfterMs, listen, allocator: openAllocator('exec', values['state-dir']) };
 }
 
 /** The exit code of `exec` for the command's end: its code, or 128+N for signal N. */
@@ -98,36 +124,90 @@ async function runOnWindows({ argv, naming, request, allocator }: ExecPlan): Pro
   }
 }
 
-/**
- * Unix: the trampoline starts as the leader of a process group of its own, the claim is
- * made for its PID, and it then becomes the command. Signals go to the whole group; the
- * claim is released only when nothing of the group runs any more.
- */
-async function runInGroup({ argv, naming, request, killAfterMs, allocator }: ExecPlan): Promise<number> {
+function spawnTrampoline(argv: readonly string[], sockets: readonly number[]): { child: ChildProcess; exited: Promise<Exit> } {
   // detached: a new session and process group, so the group can be signalled as a whole.
-  const child = spawn('/bin/sh', ['-c', trampoline(), 'portlease', ...argv], {
-    stdio: ['inherit', 'inherit', 'inherit', 'pipe'],
+  const child = spawn('/bin/sh', ['-c', trampoline(3 + sockets.length), 'portlease', ...argv], {
+    stdio: ['inherit', 'inherit', 'inherit', ...sockets, 'pipe'],
     detached: true,
   });
-  const exited = exitOf(child);
+  return { child, exited: exitOf(child) };
+}
+
+/** The claim is made for the trampoline's PID, which becomes the command's. */
+async function startPlain({ argv, request, allocator }: ExecPlan): Promise<Started> {
+  const { child, exited } = spawnTrampoline(argv, []);
   if (child.pid === undefined) await exited; // rejects with the spawn error
+  const control = child.stdio[3] as Writable;
+  control.on('error', () => {}); // the trampoline may be gone (killed); its exit tells the rest
+  try {
+    return { child, exited, control, lease: await allocator.claim({ ...request, pid: child.pid! }), extraEnv: {} };
+  } catch (error) {
+    control.end(); // no `exec` line: the trampoline exits without running the command
+    await exited.catch(() => undefined);
+    throw error;
+  }
+}
+
+/** Claims for portlease and listens; a port a process outside portlease bound since the probe makes it claim anew. */
+async function claimAndListen({ request, allocator }: ExecPlan): Promise<{ lease: Lease; sockets: ListeningSockets }> {
+  for (let attempt = 1; ; attempt++) {
+    const lease = await allocator.claim({ ...request, pid: process.pid });
+    try {
+      return { lease, sockets: await lease.listen() };
+    } catch (error) {
+      await lease.release();
+      if ((error as NodeJS.ErrnoException).code !== 'EADDRINUSE' || attempt === LISTEN_ATTEMPTS) throw error;
+    }
+  }
+}
+
+/**
+ * `--listen`: portlease claims and listens first, so the sockets exist before the command
+ * does; the trampoline inherits them as fds 3, 4, ... and the claim passes to its PID.
+ */
+async function startListening(plan: ExecPlan): Promise<Started> {
+  const { lease, sockets } = await claimAndListen(plan);
+  let started: { child: ChildProcess; exited: Promise<Exit> };
+  try {
+    started = spawnTrampoline(plan.argv, sockets.fds());
+  } finally {
+    // The trampoline holds its own copies; this process must not accept on them.
+    await sockets.close();
+  }
+  const { child, exited } = started;
+  const control = child.stdio[3 + lease.ports.length] as Writable;
+  control.on('error', () => {});
+  try {
+    if (child.pid === undefined) await exited;
+    await plan.allocator.handOver(lease.ports, process.pid, child.pid);
+  } catch (error) {
+    control.end();
+    await exited.catch(() => undefined);
+    await releaseQuietly(lease);
+    throw error;
+  }
+  const { prefix, names } = plan.naming;
+  const fdNames = names ?? lease.ports.map((_, index) => `${prefix}PORT_${index}`);
+  return { child, exited, control, lease, extraEnv: sockets.env(fdNames) };
+}
+
+/**
+ * Unix: the trampoline starts as the leader of a process group of its own, the claim ends
+ * up with its PID, and it then becomes the command. Signals go to the whole group; the
+ * claim is released only when nothing of the group runs any more.
+ */
+async function runInGroup(plan: ExecPlan): Promise<number> {
+  const { argv, naming, killAfterMs, allocator } = plan;
+  const { child, exited, control, lease, extraEnv } = await (plan.listen ? startListening(plan) : startPlain(plan));
   const group = new CommandGroup(child.pid!);
   const stopForwarding = onSignals((signal) => group.terminate(signal, killAfterMs));
   // A vanished parent (npx stopped by SIGTERM) counts as a request to stop.
   const stopWatching = watchParent(() => group.terminate('SIGTERM', killAfterMs));
   try {
-    const control = child.stdio[3] as Writable;
-    control.on('error', () => {}); // the trampoline may be gone (killed); its exit tells the rest
-    let lease: Lease;
-    try {
-      lease = await allocator.claim({ ...request, pid: child.pid! });
-    } catch (error) {
-      control.end(); // no `exec` line: the trampoline exits without running the command
-      await exited.catch(() => undefined);
-      throw error;
-    }
     const variables = portVariables(naming, lease.ports);
-    control.end(trampolineScript({ env: variables, argv: hasPlaceholders(argv) ? expandPlaceholders(argv, variables) : undefined }));
+    const env = new Map([...variables, ...Object.entries(extraEnv)]);
+    const newArgv = hasPlaceholders(argv) ? expandPlaceholders(argv, variables) : undefined;
+    control.end(trampolineScript({ env, argv: newArgv, listenPid: plan.listen }));
     const exit = await exited;
     if (group.hasMembers()) {
       // The command is gone but processes it started still run, maybe on the ports: the

@@ -117,7 +117,7 @@ ${EXIT_CODES_TEXT}`,
 
   exec: `Usage: portlease exec [--count N | --names LIST] [--base B] [--host H] [--label L] [--protocol P]
                       [--exclude LIST] [--allow-ephemeral] [--allow-unsafe] [--allow-reserved] [--max M] [--prefix P]
-                      [--kill-after DURATION] -- COMMAND [ARG ...]
+                      [--kill-after DURATION] [--listen] -- COMMAND [ARG ...]
 
 Claims ports, runs COMMAND with them in its environment, and releases them when it
 exits. COMMAND runs directly, not through a shell: its arguments pass untouched but for
@@ -144,12 +144,17 @@ ${PROBE_TEXT}
   --prefix P      put P in front of the variable names: --prefix DB_ gives DB_PORT,
                   DB_PORTS, DB_PORT_0, ...
   --kill-after D  SIGKILL the group if it still runs D after a signal (default 10s)
+  --listen        listen on the ports before COMMAND starts and hand it the sockets as
+                  fds 3, 4, ... with LISTEN_FDS, LISTEN_PID and LISTEN_FDNAMES (socket
+                  activation: no other process can bind them meanwhile); at most 6 ports,
+                  not on Windows
 ${COMMON_TEXT}
 
 Examples:
   portlease exec --count 2 -- node server.js   # server reads process.env.PORT_0, PORT_1
   portlease exec -- python3 -m http.server {PORT}
   portlease exec --names web,api -- ./dev --web {WEB_PORT} --api {API_PORT}
+  portlease exec --listen -- node -e 'require("http").createServer(h).listen({ fd: 3 })'
 
 ${EXIT_CODES_TEXT}`,
 };
