@@ -1,9 +1,19 @@
 import { claimedPorts, findFreeRun, isClaimLive, memoizeOwnerCheck, type OwnerCheck, removePorts, toPortSet } from './claims.js';
 import { OwnerNotAliveError } from './errors.js';
 import { OwnerLiveness } from './foreign-owners.js';
-import { type ClaimInfo, type Lease, type ListOptions, type ReleaseFilter, toClaimInfo, toLease } from './lease.js';
+import {
+  type ClaimInfo,
+  type Lease,
+  type ListOptions,
+  type ReleaseFilter,
+  type StickyPorts,
+  toClaimInfo,
+  toLease,
+  toStickyPorts,
+} from './lease.js';
 import { currentStartTime, readStartTime } from './liveness.js';
-import { isReleasedAtExit, ownerFields, reassignClaims, recordNewClaim } from './new-claim.js';
+import { handOverChange } from './hand-over.js';
+import { isReleasedAtExit, ownerFields, recordNewClaim } from './new-claim.js';
 import {
   type AllocatorOptions,
   type ClaimOptions,
@@ -16,11 +26,12 @@ import { findBusyPorts } from './probe.js';
 import { claimsReleasedAtExit } from './process-state.js';
 import { BlockedPortsCache, SkippedPorts } from './skipped-ports.js';
 import { SocketTable } from './socket-table.js';
+import { readStickyMemory } from './sticky-memory.js';
 import { type ClaimRecord, freezeRecord, type StateData } from './state-format.js';
 import { statePaths, type StatePaths } from './state-dir.js';
 import { type ChangeOutcome, StateTransactions } from './transaction.js';
 
-export type { ClaimInfo, Lease, ListOptions, ReleaseFilter } from './lease.js';
+export type { ClaimInfo, Lease, ListOptions, ReleaseFilter, StickyPorts } from './lease.js';
 export type { ListeningSockets } from './listen.js';
 
 /** Drops the claims `drop` picks: one change whose result is how many went. */
@@ -100,6 +111,7 @@ export class PortAllocator {
     const skipped = new SkippedPorts(this.blockedPorts.for(request), request.protocol === 'udp' ? undefined : this.socketTable);
     await this.owners.refresh(await this.warmUp());
     const busy = new Set<number>();
+    const sticky = request.sticky ? { file: this.paths.stickyFile, mode: this.options.sharedStateDir ? 0o660 : 0o600 } : undefined;
     let tentative: ClaimRecord | undefined;
     // Each round either succeeds or marks at least one more port busy, so it ends.
     for (;;) {
@@ -107,7 +119,7 @@ export class PortAllocator {
       try {
         tentative = await this.transactions.run((state) => {
           skipped.refreshInsideLock();
-          return recordNewClaim(state, { request, owner, busy, skipped, isAlive: this.ownerCheck() }, previous);
+          return recordNewClaim(state, { request, owner, busy, skipped, isAlive: this.ownerCheck(), sticky }, previous);
         });
       } catch (error) {
         if (previous !== undefined) await this.dropClaimQuietly(previous.id);
@@ -179,14 +191,7 @@ export class PortAllocator {
    * @throws {OwnerNotAliveError} (`PORTLEASE_OWNER_NOT_ALIVE`) when `to` is not running.
    */
   async handOver(ports: number | readonly number[], from: number, to: number = process.pid): Promise<number> {
-    const wanted = toPortSet(ports)!;
-    const startTime = to === process.pid ? currentStartTime() : readStartTime(to);
-    if (startTime === null) throw new OwnerNotAliveError(to);
-    const owner = ownerFields(this.paths.dir, this.options.sharedStateDir, to, startTime);
-    const holds = (claim: ClaimRecord): boolean => claimedPorts(claim).some((port) => wanted.has(port));
-    return this.transactions.run((state) =>
-      reassignClaims(state, (claim) => claim.pid === from && !OwnerLiveness.isForeign(claim) && holds(claim), to, owner),
-    );
+    return this.transactions.run(handOverChange(this.paths.dir, this.options.sharedStateDir, ports, from, to));
   }
 
   /**
@@ -202,6 +207,14 @@ export class PortAllocator {
     const isAlive = this.ownerCheck();
     const infos = state.claims.map((claim) => toClaimInfo(claim, currentBoot && isClaimLive(claim, now, isAlive)));
     return infos.filter((info) => info.live || options.includeDead === true).sort((a, b) => a.ports[0]! - b.ports[0]!);
+  }
+
+  /**
+   * The ports each label of a sticky claim held last, most recently used first (at most
+   * 100 labels). Reads without taking the lock: the file is replaced whole.
+   */
+  listSticky(): StickyPorts[] {
+    return readStickyMemory(this.paths.stickyFile).map(toStickyPorts);
   }
 
   /**

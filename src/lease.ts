@@ -1,5 +1,6 @@
 import { claimedPorts } from './claims.js';
 import { listenOn, type ListeningSockets } from './listen.js';
+import type { StickyEntry } from './sticky-memory.js';
 import type { ClaimRecord } from './state-format.js';
 
 /** Ports held for their owner until released, or until the owner exits. */
@@ -55,6 +56,21 @@ export interface ClaimInfo {
   expiresAt: Date | undefined;
   /** Whether the claim still holds its ports (owner alive, or TTL not reached). */
   live: boolean;
+}
+
+/** The ports a label held last, as {@link PortAllocator.listSticky} reports them. */
+export interface StickyPorts {
+  /** The label of the sticky claims. */
+  label: string;
+  /** The ports its last claim got. */
+  ports: number[];
+  /** When that was. */
+  usedAt: Date;
+}
+
+/** How `listSticky` reports a remembered label. */
+export function toStickyPorts(entry: StickyEntry): StickyPorts {
+  return { label: entry.label, ports: Array.from({ length: entry.count }, (_, i) => entry.start + i), usedAt: new Date(entry.usedAt) };
 }
 
 /** Which claims {@link PortAllocator.releaseWhere} gives back; omitted fields match anything. */

@@ -9,13 +9,12 @@ import type { ResolvedClaimOptions } from './options.js';
 import { ensureOwnBeacon } from './owner-beacon.js';
 import { newClaimId } from './process-state.js';
 import type { SkippedPorts } from './skipped-ports.js';
+import { readStickyMemory, rememberSticky } from './sticky-memory.js';
 import { type ClaimRecord, freezeRecord, type StateData } from './state-format.js';
 import type { ChangeOutcome } from './transaction.js';
 
 /** The fields of a claim that identify its owner beyond the PID. */
 export type OwnerFields = Pick<ClaimRecord, 'startTime' | 'pidNs' | 'beacon'>;
-
-const OWNER_KEYS: ReadonlySet<string> = new Set(['startTime', 'pidNs', 'beacon'] satisfies Array<keyof OwnerFields>);
 
 /** Whether a claim is one this thread gives back when it exits: its own process's, with no TTL. */
 export function isReleasedAtExit(request: Pick<ResolvedClaimOptions, 'pid' | 'ttlMs'>): boolean {
@@ -46,6 +45,15 @@ export interface ClaimSearch {
   readonly skipped: SkippedPorts;
   /** The owner check of this critical section. */
   readonly isAlive: OwnerCheck;
+  /** For a sticky claim: the memory file, and the mode a new one gets. */
+  readonly sticky?: { file: string; mode: number } | undefined;
+}
+
+/** Where a sticky claim's label held its ports last, if that run lies within `base`..`max`. */
+function rememberedStart(request: ResolvedClaimOptions, file: string): number | undefined {
+  const entry = readStickyMemory(file).find((remembered) => remembered.label === request.label);
+  if (entry === undefined || entry.start < request.base || entry.start + request.count - 1 > request.max) return undefined;
+  return entry.start;
 }
 
 /**
@@ -58,14 +66,15 @@ export function recordNewClaim(state: StateData, search: ClaimSearch, previous: 
   const { request, skipped, busy } = search;
   if (previous !== undefined) state.claims = state.claims.filter((claim) => claim.id !== previous.id);
   const now = Date.now();
-  const { start, dead } = findFreeRun(
-    state.claims,
-    request.base,
-    request.count,
-    (port) => skipped.has(port) || busy.has(port),
-    (claim) => isClaimLive(claim, now, search.isAlive),
-    request.max,
-  );
+  const isBlocked = (port: number): boolean => skipped.has(port) || busy.has(port);
+  const isLive = (claim: ClaimRecord): boolean => isClaimLive(claim, now, search.isAlive);
+  const sticky = search.sticky === undefined ? undefined : rememberedStart(request, search.sticky.file);
+  // The remembered run alone first (a search from it that may not go past it), then the usual search.
+  const remembered =
+    sticky === undefined ? undefined : findFreeRun(state.claims, sticky, request.count, isBlocked, isLive, sticky + request.count - 1);
+  const { start, dead } =
+    remembered?.start !== undefined ? remembered : findFreeRun(state.claims, request.base, request.count, isBlocked, isLive, request.max);
+  for (const claim of remembered?.dead ?? []) dead.add(claim);
   if (dead.size > 0) state.claims = state.claims.filter((claim) => !dead.has(claim));
   if (start === undefined) {
     throw new PortsExhaustedError(request.base, request.count, {
@@ -87,26 +96,8 @@ export function recordNewClaim(state: StateData, search: ClaimSearch, previous: 
     ...(request.label === undefined ? {} : { label: request.label }),
   });
   state.claims.push(claim);
+  if (search.sticky !== undefined) {
+    rememberSticky(search.sticky.file, { label: request.label!, start, count: request.count, usedAt: now }, search.sticky.mode);
+  }
   return { changed: true, result: claim };
-}
-
-/**
- * Inside the lock: gives the claims `match` picks to the owner `pid`, keeping their id,
- * ports, label and TTL. The result is how many changed owner.
- */
-export function reassignClaims(
-  state: StateData,
-  match: (claim: ClaimRecord) => boolean,
-  pid: number,
-  owner: OwnerFields,
-): ChangeOutcome<number> {
-  let changed = 0;
-  state.claims = state.claims.map((claim) => {
-    if (!match(claim)) return claim;
-    changed++;
-    // The old owner's start time, namespace and beacon describe another process.
-    const kept = Object.entries(claim).filter(([key]) => !OWNER_KEYS.has(key));
-    return freezeRecord({ ...(Object.fromEntries(kept) as Omit<ClaimRecord, keyof OwnerFields>), pid, ...owner });
-  });
-  return { changed: changed > 0, result: changed };
 }

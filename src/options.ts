@@ -83,6 +83,14 @@ export interface ClaimOptions {
    * @default 65535
    */
   max?: number | undefined;
+  /**
+   * First try the ports this claim's `label` held last time (remembered in the state
+   * directory, across releases and restarts), if they are free and unclaimed; else search
+   * as usual. For dev servers that want the same port every run (bookmarks, OAuth redirect
+   * URIs). Needs a `label`.
+   * @default false
+   */
+  sticky?: boolean | undefined;
 }
 
 /** {@link ClaimOptions} with every default filled in and every value checked. */
@@ -100,6 +108,7 @@ export interface ResolvedClaimOptions {
   allowUnsafePorts: boolean;
   allowReservedPorts: boolean;
   max: number;
+  sticky: boolean;
 }
 
 /** Settings of a {@link PortAllocator}. */
@@ -215,7 +224,25 @@ export function resolveClaimOptions(input: ClaimOptions = {}): ResolvedClaimOpti
       `Expected option \`max\` to leave room for ${count} port${count === 1 ? '' : 's'} from base ${base} (at least ${base + count - 1}), got ${max}.`,
     );
   }
-  return { base, count, host, label, pid, ttlMs, protocol, exclude, allowEphemeralPorts, allowUnsafePorts, allowReservedPorts, max };
+  const sticky = requireBoolean('sticky', input.sticky ?? false);
+  if (sticky && label === undefined) {
+    throw new TypeError('Expected option `label` with `sticky: true`: the label names the ports to remember.');
+  }
+  return {
+    base,
+    count,
+    host,
+    label,
+    pid,
+    ttlMs,
+    protocol,
+    exclude,
+    allowEphemeralPorts,
+    allowUnsafePorts,
+    allowReservedPorts,
+    max,
+    sticky,
+  };
 }
 
 /**

@@ -33,6 +33,7 @@ export const CLAIM_SHAPE_OPTIONS = {
   'allow-ephemeral': { type: 'boolean' },
   'allow-unsafe': { type: 'boolean' },
   'allow-reserved': { type: 'boolean' },
+  sticky: { type: 'boolean' },
 } as const satisfies ParseArgsOptionsConfig;
 
 /** The values of parsed options: booleans for flags, strings otherwise, absent when not given. */
@@ -140,5 +141,6 @@ export function claimShape(values: OptionValues<typeof CLAIM_SHAPE_OPTIONS>): Cl
     allowEphemeralPorts: values['allow-ephemeral'],
     allowUnsafePorts: values['allow-unsafe'],
     allowReservedPorts: values['allow-reserved'],
+    sticky: values.sticky,
   };
 }

@@ -18,7 +18,9 @@ const PROBE_TEXT = `  --protocol P     tcp (default), udp, or both: the port spa
   --allow-unsafe   also hand out ports browsers refuse (6000, 6665-6669, 10080, ...)
   --allow-reserved also hand out ports the OS reserves (Linux ip_local_reserved_ports,
                    Windows excluded port ranges)
-  --max M          never hand out a port above M (default 65535)`;
+  --max M          never hand out a port above M (default 65535)
+  --sticky         with --label: first try the ports that label held last time, if
+                   free and unclaimed (remembered in the state directory)`;
 
 const OWNER_TEXT = `The claim belongs to the process that will use the ports: the one that reads
 portlease's output (the shell of P=$(portlease claim), a background job's own
@@ -97,10 +99,12 @@ ${EXIT_CODES_TEXT}`,
 
 Shows every claim in the state file: ports, host, owner PID, status (live; dead: the
 owner is gone; expired: its TTL passed), label, age and expiry. Dead and expired claims
-stay listed until they are reaped.
+stay listed until they are reaped. Then the ports remembered for --sticky claims, per
+label, most recently used first.
 
   --json   print {"stateFile":...,"claims":[{"id","ports","host","pid","status","live",
-           "label","createdAt","expiresAt","ageMs"}]} (absent values are null)
+           "label","createdAt","expiresAt","ageMs"}],"sticky":[{"label","ports","usedAt"}]}
+           (absent values are null)
 ${COMMON_TEXT}
 
 ${EXIT_CODES_TEXT}`,
