@@ -1,11 +1,27 @@
-// Growth: the latency of one claim+release with 10, 100 and 1,000 live claims already in the
-// state, next to what rewriting the whole state as plain JSON would cost at each size.
+// Growth: the latency of one claim+release, and of a fresh CLI claim, with 10, 100, 1,000 and
+// 5,000 live claims already in the state, next to what rewriting the whole state as plain
+// JSON would cost at each size.
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PortAllocator } from '../dist/index.js';
 import { formatMicros, measure, median, quick, ratio, table, tempDir } from './lib.mjs';
 
 const BASE = 23_000;
+const cli = fileURLToPath(new URL('../dist/cli.js', import.meta.url));
+
+/** Median wall time of a fresh `portlease claim` process on the state in `dir`, in µs. */
+function freshCliClaim(dir) {
+  const samples = [];
+  for (let i = 0; i < (quick ? 1 : 7); i++) {
+    const start = process.hrtime.bigint();
+    const result = spawnSync(process.execPath, [cli, 'claim', '--state-dir', dir, '--base', String(BASE + 100), '--ttl', '2s']);
+    samples.push(Number(process.hrtime.bigint() - start) / 1000);
+    if (result.status !== 0) throw new Error(`portlease claim failed: ${result.stderr}`);
+  }
+  return median(samples);
+}
 
 async function portleaseAt(root, live) {
   const { dir, cleanup } = tempDir(root);
@@ -20,7 +36,7 @@ async function portleaseAt(root, live) {
       },
       { iterations: quick ? 5 : 300 },
     );
-    return median(samples);
+    return { claimRelease: median(samples), cli: freshCliClaim(dir) };
   } finally {
     cleanup();
   }
@@ -57,25 +73,36 @@ async function naiveJsonAt(root, live) {
 }
 
 export async function growthTable(roots) {
-  const sizes = quick ? [10, 100] : [10, 100, 1000];
+  const sizes = quick ? [10, 100] : [10, 100, 1000, 5000];
   const rows = [];
   for (const [label, root] of Object.entries(roots)) {
     const results = [];
     for (const live of sizes) results.push([live, await portleaseAt(root, live), await naiveJsonAt(root, live)]);
-    const [, firstPortlease, firstNaive] = results[0];
+    const [, first, firstNaive] = results[0];
     for (const [live, portlease, naive] of results) {
       rows.push([
         label,
         String(live),
-        ratio(portlease, firstPortlease),
-        formatMicros(portlease),
+        ratio(portlease.claimRelease, first.claimRelease),
+        formatMicros(portlease.claimRelease),
+        ratio(portlease.cli, first.cli),
+        formatMicros(portlease.cli),
         ratio(naive, firstNaive),
         formatMicros(naive),
       ]);
     }
   }
   return table(
-    ['state on', 'live claims', 'portlease × (vs 10)', 'portlease claim+release', 'naive JSON × (vs 10)', 'naive JSON rewrite'],
+    [
+      'state on',
+      'live claims',
+      'claim+release × (vs 10)',
+      'claim+release',
+      'fresh CLI claim × (vs 10)',
+      'fresh CLI claim',
+      'naive JSON × (vs 10)',
+      'naive JSON rewrite',
+    ],
     rows,
   );
 }

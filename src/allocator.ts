@@ -108,7 +108,10 @@ export class PortAllocator {
     // Everything that can be done before taking the lock is, so the lock is held briefly even
     // by a fresh process whose code is still cold.
     const owner = ownerFields(this.paths.dir, this.options.sharedStateDir, request.pid, ownerStartTime);
-    const skipped = new SkippedPorts(this.blockedPorts.for(request), request.protocol === 'udp' ? undefined : this.socketTable);
+    // Outgoing connections take ports of the kernel's ephemeral range; a search that skips
+    // that very range (the default) need not re-read the table for them.
+    const opens = request.allowEphemeralPorts || this.options.ephemeralPortRange !== undefined ? 'all' : 'passive';
+    const skipped = new SkippedPorts(this.blockedPorts.for(request), request.protocol === 'udp' ? undefined : this.socketTable, opens);
     await this.owners.refresh(await this.warmUp());
     const busy = new Set<number>();
     const sticky = request.sticky ? { file: this.paths.stickyFile, mode: this.options.sharedStateDir ? 0o660 : 0o600 } : undefined;

@@ -44,6 +44,25 @@ export interface SearchResult {
 }
 
 /**
+ * The claims that reach `base` or above, sorted by first port. Sorted as numbers that encode
+ * (start, index), natively, without a comparator call per pair: with thousands of live
+ * claims the search ran into sorting most of all.
+ */
+function claimsByStart(claims: readonly ClaimRecord[], base: number): ClaimRecord[] {
+  const keys = new Float64Array(claims.length);
+  let length = 0;
+  for (let index = 0; index < claims.length; index++) {
+    const claim = claims[index]!;
+    // start < 2^16 and index < 2^32: the key stays an exact integer below 2^53.
+    if (claim.start + claim.count > base) keys[length++] = claim.start * 2 ** 32 + index;
+  }
+  const sortedKeys = keys.subarray(0, length).sort();
+  const sorted = new Array<ClaimRecord>(length);
+  for (let position = 0; position < length; position++) sorted[position] = claims[sortedKeys[position]! % 2 ** 32]!;
+  return sorted;
+}
+
+/**
  * Finds the lowest run of `count` consecutive ports at or above `base` that no live claim
  * covers and `isExcluded` does not reject. Liveness is checked lazily, only for claims the
  * search runs into, so the cost does not grow with unrelated claims' owners.
@@ -57,7 +76,7 @@ export function findFreeRun(
   max: number = MAX_PORT,
 ): SearchResult {
   const dead = new Set<ClaimRecord>();
-  const sorted = claims.filter((claim) => claim.start + claim.count > base).sort((a, b) => a.start - b.start);
+  const sorted = claimsByStart(claims, base);
   let candidate = base;
   let next = 0;
   scan: while (candidate + count - 1 <= max) {

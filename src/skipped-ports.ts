@@ -1,7 +1,7 @@
 import { BlockedPorts, MAX_PORT, type PortRange, systemEphemeralRange } from './port-ranges.js';
 import { systemReservedPorts } from './reserved-ports.js';
 import type { ResolvedClaimOptions } from './options.js';
-import type { SocketTable } from './socket-table.js';
+import type { OpensThatMatter, SocketTable } from './socket-table.js';
 
 /**
  * The ports a claim's search passes over without probing: those its options rule out, and
@@ -12,12 +12,18 @@ export class SkippedPorts {
   private readonly socketTable: SocketTable | undefined;
   /** One byte per port, 1 where a local TCP socket uses it; `'unread'` until read under the lock. */
   private inUse: Uint8Array | undefined | 'unread';
+  private readonly opens: OpensThatMatter;
 
-  constructor(rules: BlockedPorts, socketTable: SocketTable | undefined) {
+  /**
+   * @param opens - `'passive'` when the search never hands out a port of the kernel's
+   *   ephemeral range, where outgoing connections get theirs (see {@link OpensThatMatter}).
+   */
+  constructor(rules: BlockedPorts, socketTable: SocketTable | undefined, opens: OpensThatMatter) {
     this.rules = rules;
     this.socketTable = socketTable;
+    this.opens = opens;
     // A current copy (this process's, or one another process shared) is used before the lock.
-    this.inUse = socketTable === undefined ? undefined : (socketTable.cachedPortsInUse() ?? 'unread');
+    this.inUse = socketTable === undefined ? undefined : (socketTable.cachedPortsInUse(opens) ?? 'unread');
   }
 
   /**
@@ -26,7 +32,7 @@ export class SkippedPorts {
    * copy, and the rest find that copy.
    */
   refreshInsideLock(): void {
-    if (this.inUse === 'unread') this.inUse = this.socketTable!.portsInUse();
+    if (this.inUse === 'unread') this.inUse = this.socketTable!.portsInUse(this.opens);
   }
 
   /** Whether the search passes over `port`. */

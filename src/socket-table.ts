@@ -55,11 +55,11 @@ function openCounters(snmp: string): string | undefined {
 
 /**
  * Linux's `/proc/net`; where it is missing, `signal()` is `undefined` and the bind probe
- * works alone. The signal is the TCP open counters of `/proc/net/snmp`, which count both
- * families and only ever grow: every socket the table lists other than a listener
- * (ESTABLISHED, TIME_WAIT, ...) began as an active or passive open, so while they stand
- * still no port can have gained such a socket since the table was read. Sockets that went
- * away since only leave ports marked a little longer (until the maximum age), which is
+ * works alone. The signal is the TCP open counters of `/proc/net/snmp` (`active/passive`),
+ * which count both families and only ever grow: every socket the table lists other than a
+ * listener (ESTABLISHED, TIME_WAIT, ...) began as an active or passive open, so while they
+ * stand still no port can have gained such a socket since the table was read. Sockets that
+ * went away since only leave ports marked a little longer (until the maximum age), which is
  * safe. Socket counts (`/proc/net/sockstat`) are deliberately left out: every bind probe of
  * every process moves them, which would defeat the cache exactly when many processes claim.
  */
@@ -93,9 +93,10 @@ const LISTEN_STATE = '0A';
  * except listeners. Every other state counts (ESTABLISHED, TIME_WAIT, CLOSE_WAIT, ...): a
  * program that binds without `SO_REUSEADDR` fails on a port any of them holds, while Node's
  * probe binds it. Listeners are left to the bind probe, which always sees them: a cached
- * row of a listener closed since would only keep its port from being handed out.
+ * row of a listener closed since would only keep its port from being handed out. Ports marked
+ * here for the first time are also pushed to `marked`, when given.
  */
-export function markLocalPorts(table: string, ports: Uint8Array): void {
+export function markLocalPorts(table: string, ports: Uint8Array, marked?: number[]): void {
   // Rows look like "  12: 0100007F:1F90 00000000:0000 0A ..."; the port is the hex after the
   // second ':' of the row, the state the two hex digits after the remote address.
   let lineStart = table.indexOf('\n') + 1;
@@ -106,22 +107,29 @@ export function markLocalPorts(table: string, ports: Uint8Array): void {
     const remoteEnd = table.indexOf(' ', table.indexOf(':', colon + 1));
     const state = table.slice(remoteEnd + 1, remoteEnd + 3);
     const port = Number.parseInt(table.slice(colon + 1, colon + 5), 16);
-    if (state !== LISTEN_STATE && port > 0 && port < 65536) ports[port] = 1;
+    if (state !== LISTEN_STATE && port > 0 && port < 65536 && ports[port] === 0) {
+      ports[port] = 1;
+      marked?.push(port);
+    }
     lineStart = lineEnd + 1;
   }
 }
+
+/**
+ * Which opens since a snapshot make it out of date. A passive open (a connection accepted by
+ * a listener) gives a socket on the listener's port, which may be any port: it always counts.
+ * An active open (an outgoing connection) gets its local port from the kernel's ephemeral
+ * range, so it only counts for a search that may hand out ports of that range (`'all'`).
+ * Counting outgoing connections too would make every claim on a machine full of clients
+ * walk the kernel's table (1–30 ms).
+ */
+export type OpensThatMatter = 'passive' | 'all';
 
 /** Options of a {@link SocketTable}. */
 export interface SocketTableOptions {
   source?: SocketTableSource;
   /** Re-read the tables after this long even when the signal did not move. */
   maxAgeMs?: number;
-  /**
-   * Reuse a snapshot younger than this even when the signal moved: under constant connection
-   * churn (a busy CI machine) every claim would otherwise make the kernel walk its table
-   * (~30 ms here). Only sockets opened within this window before a claim can be missed.
-   */
-  minRefreshMs?: number;
   now?: () => number;
   /**
    * A file through which processes share the parsed table (in the state directory): a
@@ -131,6 +139,27 @@ export interface SocketTableOptions {
   cacheFile?: string | undefined;
   /** Mode of the cache file. */
   cacheFileMode?: number;
+}
+
+/**
+ * Whether a snapshot read at `snapshot.at` with `snapshot.signal` still tells every port a
+ * non-listening socket uses: no open that matters happened since, and it is not too old.
+ */
+function isCurrent(
+  snapshot: { signal: string; at: number },
+  signal: string,
+  now: number,
+  maxAgeMs: number,
+  opens: OpensThatMatter,
+): boolean {
+  if (now - snapshot.at >= maxAgeMs) return false;
+  if (opens === 'all') return snapshot.signal === signal;
+  return passiveOpens(snapshot.signal) === passiveOpens(signal);
+}
+
+/** The passive part of an `active/passive` signal (a signal of another shape is compared whole). */
+function passiveOpens(signal: string): string {
+  return signal.slice(signal.indexOf('/') + 1);
 }
 
 interface SharedSnapshot {
@@ -161,7 +190,6 @@ function isSharedSnapshot(value: unknown): value is SharedSnapshot {
 export class SocketTable {
   private readonly source: SocketTableSource;
   private readonly maxAgeMs: number;
-  private readonly minRefreshMs: number;
   private readonly now: () => number;
   private readonly cacheFile: string | undefined;
   private readonly cacheFileMode: number;
@@ -172,7 +200,6 @@ export class SocketTable {
   constructor(options: SocketTableOptions = {}) {
     this.source = options.source ?? procNetSource;
     this.maxAgeMs = options.maxAgeMs ?? DEFAULT_SOCKET_TABLE_MAX_AGE_MS;
-    this.minRefreshMs = options.minRefreshMs ?? DEFAULT_SOCKET_TABLE_MIN_REFRESH_MS;
     this.now = options.now ?? Date.now;
     this.cacheFile = options.cacheFile;
     this.cacheFileMode = options.cacheFileMode ?? 0o600;
@@ -182,16 +209,19 @@ export class SocketTable {
    * One byte per port, 1 where some local non-listening TCP socket uses it; `undefined`
    * where this platform has no socket table. The array is shared: do not modify it.
    */
-  portsInUse(): Uint8Array | undefined {
-    const cached = this.cachedPortsInUse();
+  portsInUse(opens: OpensThatMatter = 'all'): Uint8Array | undefined {
+    const cached = this.cachedPortsInUse(opens);
     if (cached !== null) return cached;
     const signal = this.source.signal()!;
     const now = this.now();
     const ports = new Uint8Array(65536);
-    for (const table of this.source.tables()) markLocalPorts(table, ports);
+    // The list is what the shared file holds; collected while parsing rather than by a
+    // pass over all 65,536 entries, which a fresh process runs as cold code (~6 ms).
+    const marked: number[] = [];
+    for (const table of this.source.tables()) markLocalPorts(table, ports, marked);
     this.reads++;
     this.cached = { signal, at: now, ports };
-    this.writeShared(this.cached);
+    this.writeShared(this.cached, marked);
     return ports;
   }
 
@@ -199,20 +229,15 @@ export class SocketTable {
    * {@link portsInUse} if it can be answered from a copy (this process's or the shared
    * file), else `null`: the kernel's tables must be read. Cheap; for use before taking a lock.
    */
-  cachedPortsInUse(): Uint8Array | undefined | null {
+  cachedPortsInUse(opens: OpensThatMatter = 'all'): Uint8Array | undefined | null {
     const signal = this.source.signal();
     if (signal === undefined) return undefined;
     const now = this.now();
-    if (this.cached !== undefined && this.isCurrent(this.cached, signal, now)) return this.cached.ports;
-    return this.readShared(signal, now) ?? null;
+    if (this.cached !== undefined && isCurrent(this.cached, signal, now, this.maxAgeMs, opens)) return this.cached.ports;
+    return this.readShared(signal, now, opens) ?? null;
   }
 
-  private isCurrent(snapshot: { signal: string; at: number }, signal: string, now: number): boolean {
-    const age = now - snapshot.at;
-    return age < this.minRefreshMs || (snapshot.signal === signal && age < this.maxAgeMs);
-  }
-
-  private readShared(signal: string, now: number): Uint8Array | undefined {
+  private readShared(signal: string, now: number, opens: OpensThatMatter): Uint8Array | undefined {
     if (this.cacheFile === undefined) return undefined;
     let snapshot: unknown;
     try {
@@ -220,17 +245,15 @@ export class SocketTable {
     } catch {
       return undefined;
     }
-    if (!isSharedSnapshot(snapshot) || snapshot.at > now || !this.isCurrent(snapshot, signal, now)) return undefined;
+    if (!isSharedSnapshot(snapshot) || snapshot.at > now || !isCurrent(snapshot, signal, now, this.maxAgeMs, opens)) return undefined;
     const ports = new Uint8Array(65536);
     for (const port of snapshot.ports) ports[port] = 1;
-    this.cached = { signal, at: snapshot.at, ports };
+    this.cached = { signal: snapshot.signal, at: snapshot.at, ports };
     return ports;
   }
 
-  private writeShared(cached: { signal: string; at: number; ports: Uint8Array }): void {
+  private writeShared(cached: { signal: string; at: number }, ports: readonly number[]): void {
     if (this.cacheFile === undefined) return;
-    const ports: number[] = [];
-    for (let port = 1; port < 65536; port++) if (cached.ports[port] === 1) ports.push(port);
     const temporaryPath = `${this.cacheFile}.tmp-${process.pid}`;
     try {
       // Non-blocking: a FIFO planted at this name must not hang the claim (no reader: ENXIO).
@@ -252,6 +275,3 @@ export class SocketTable {
  * sockets closed since stay skipped that long; most of them sit in TIME_WAIT for 60 s anyway.
  */
 export const DEFAULT_SOCKET_TABLE_MAX_AGE_MS = 5000;
-
-/** How long a snapshot is reused even though new connections were opened; see `minRefreshMs`. */
-export const DEFAULT_SOCKET_TABLE_MIN_REFRESH_MS = 250;

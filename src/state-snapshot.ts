@@ -188,7 +188,10 @@ export function applyLines(snapshot: Snapshot, bytes: Buffer, stats: Stats, watc
   return accepted;
 }
 
-/** Applies one accepted change line to the snapshot. */
+/**
+ * Applies one accepted change line to the snapshot: drops first, then adds, so a record a
+ * line both drops and adds (see `diffRecords`) stays.
+ */
 export function applyChange(snapshot: Snapshot, add: readonly ClaimRecord[], drop: readonly string[]): void {
   for (const key of drop) snapshot.records.delete(key);
   for (const record of add) snapshot.records.set(recordKey(record), record);

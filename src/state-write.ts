@@ -5,7 +5,7 @@
  */
 import { constants, fchmodSync, fstatSync, linkSync, openSync, readSync, type Stats, writeSync } from 'node:fs';
 import { pausePoint } from './pause-points.js';
-import { type ChangeLine, type ClaimRecord, randomToken, type SealLine, STATE_VERSION, type StateData } from './state-format.js';
+import { type ChangeLine, type ClaimRecord, randomToken, recordKey, type SealLine, STATE_VERSION, type StateData } from './state-format.js';
 import { closeQuietly, errnoCode } from './state-file.js';
 import { applyChange, applyLines, NEWLINE, sameGeneration, type Snapshot } from './state-snapshot.js';
 
@@ -118,18 +118,20 @@ export function linkIfAbsent(from: string, to: string): boolean {
   }
 }
 
-/** The changes from the records last loaded to `next`: records added, keys of records dropped. */
-export function diffRecords(
-  loaded: ReadonlyMap<ClaimRecord, string>,
-  next: readonly ClaimRecord[],
-): { add: ClaimRecord[]; drop: string[] } {
-  const kept = new Set<ClaimRecord>();
-  const add: ClaimRecord[] = [];
-  for (const record of next) {
-    if (loaded.has(record)) kept.add(record);
-    else add.push(record);
-  }
+/**
+ * The changes from the records last loaded to `next`: records added, keys of records dropped.
+ * Records are compared by identity. Callers filter the loaded array and push new records at
+ * its end, so one ordered walk finds the changes without hashing every record (with
+ * thousands of live claims, hashing them was most of a transaction's cost). A caller that
+ * reorders the array only makes the line longer: a record seen out of order is dropped and
+ * added again, and every reader applies a line's drops before its adds.
+ */
+export function diffRecords(loaded: readonly ClaimRecord[], next: readonly ClaimRecord[]): { add: ClaimRecord[]; drop: string[] } {
+  let kept = 0;
   const drop: string[] = [];
-  for (const [record, key] of loaded) if (!kept.has(record)) drop.push(key);
-  return { add, drop };
+  for (const record of loaded) {
+    if (next[kept] === record) kept++;
+    else drop.push(recordKey(record));
+  }
+  return { add: next.slice(kept), drop };
 }

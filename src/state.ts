@@ -62,8 +62,8 @@ export class StateStore {
   private snapshot: Snapshot | undefined;
   /** Whether the file ended in an unterminated fragment at the last load. */
   private endsInFragment = false;
-  /** The records handed out by the last load, with their keys: what commit diffs against. */
-  private loaded = new Map<ClaimRecord, string>();
+  /** The records handed out by the last load, in order: what commit diffs against. */
+  private loaded: readonly ClaimRecord[] = [];
 
   constructor(path: string, shared: boolean) {
     this.path = path;
@@ -78,14 +78,13 @@ export class StateStore {
   /** The current state: a fresh array of frozen records. */
   load(options: LoadOptions): StateData {
     const snapshot = this.refresh(options.repair);
-    this.loaded = new Map();
-    if (snapshot === undefined) return { claims: [] };
-    const claims: ClaimRecord[] = [];
-    for (const [key, record] of snapshot.records) {
-      this.loaded.set(record, key);
-      claims.push(record);
+    if (snapshot === undefined) {
+      this.loaded = [];
+      return { claims: [] };
     }
-    return { ...(snapshot.bootId === undefined ? {} : { bootId: snapshot.bootId }), claims };
+    // No per-record work here: with thousands of live claims, a load runs in every transaction.
+    this.loaded = [...snapshot.records.values()];
+    return { ...(snapshot.bootId === undefined ? {} : { bootId: snapshot.bootId }), claims: [...this.loaded] };
   }
 
   /**

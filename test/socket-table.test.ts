@@ -1,3 +1,4 @@
+import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { PortAllocator } from '../src/index.js';
 import { markLocalPorts, procNetSource, SocketTable, type SocketTableSource } from '../src/socket-table.js';
@@ -85,18 +86,41 @@ describe('SocketTable cache', () => {
     expect(source.reads).toBe(3);
   });
 
-  it('reuses a snapshot younger than minRefreshMs even when the signal moved (connection churn)', () => {
+  it('re-reads after any new passive open; after active opens only when ephemeral ports may be handed out', () => {
     const source = fakeSource();
+    source.value = '10/20';
     let now = 0;
-    const table = new SocketTable({ source, maxAgeMs: 5000, minRefreshMs: 250, now: () => now });
-    table.portsInUse();
-    source.value = 'b';
-    now = 249;
-    table.portsInUse();
+    const table = new SocketTable({ source, maxAgeMs: 5000, now: () => now });
+    table.portsInUse('passive');
+    now = 1;
+    // Outgoing connections take ephemeral ports, which a default search never hands out.
+    source.value = '11/20';
+    table.portsInUse('passive');
     expect(source.reads).toBe(1);
-    now = 250;
-    table.portsInUse();
+    table.portsInUse('all');
     expect(source.reads).toBe(2);
+    // An accepted connection may hold any port: re-read at once, however young the copy.
+    source.value = '11/21';
+    table.portsInUse('passive');
+    expect(source.reads).toBe(3);
+    expect(table.cachedPortsInUse('passive')).not.toBeNull();
+    source.value = '11/22';
+    expect(table.cachedPortsInUse('passive')).toBeNull();
+  });
+
+  it('shares what it parsed through the cache file: a fresh table with the same signal reads no table', () => {
+    const cacheFile = join(stateDir, 'sockets.json');
+    const first = fakeSource();
+    const ports = new SocketTable({ source: first, cacheFile }).portsInUse()!;
+    const second = fakeSource();
+    const shared = new SocketTable({ source: second, cacheFile }).portsInUse()!;
+    expect(second.reads).toBe(0);
+    expect([...shared.keys()].filter((port) => shared[port] === 1)).toEqual([...ports.keys()].filter((port) => ports[port] === 1));
+    expect(shared[20000]).toBe(1);
+    // Once the signal moves, the file is no longer current.
+    second.value = 'moved';
+    new SocketTable({ source: second, cacheFile }).portsInUse();
+    expect(second.reads).toBe(1);
   });
 
   it('reports no table where the platform has none', () => {
@@ -143,5 +167,22 @@ describe.skipIf(!linux)('TIME_WAIT', () => {
     await lease.release();
     const blind = await new PortAllocator({ stateDir, socketTable: false }).claim({ base, host: '127.0.0.1' });
     expect(blind.ports).toEqual([base]);
+  });
+
+  it('a port put in TIME_WAIT right after a claim read the table is skipped by the next claim (no refresh window)', async () => {
+    const allocator = new PortAllocator({ stateDir });
+    // The test suite's loop: claim, serve, close the connections server-side, claim again.
+    for (let round = 0; round < 3; round++) {
+      const base = await freeRunBase(3);
+      const first = await allocator.claim({ base, host: '127.0.0.1' });
+      expect(first.ports).toEqual([base]);
+      await first.release();
+      await holdInTimeWait(base);
+      expect(tcpStates(base)).toEqual(['06']);
+      const next = await allocator.claim({ base, host: '127.0.0.1' });
+      expect(next.ports).toEqual([base + 1]);
+      if (hasPython) expect(bindWithoutReuseAddr(base)).toBe('98');
+      await next.release();
+    }
   });
 });

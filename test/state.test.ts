@@ -182,6 +182,30 @@ describe('StateStore', () => {
     expect(new StateStore(path, false).load({ repair: true }).claims.map((claim) => claim.start)).toEqual([9001, 9002]);
   });
 
+  it('stores exactly the changes whatever the caller did to the array: dropped in the middle, reordered, added in between', () => {
+    const path = join(stateDir, 'state.jsonl');
+    const store = new StateStore(path, false);
+    const first = store.load({ repair: true });
+    first.claims.push(record(9000), record(9001), record(9002), record(9003));
+    store.commit(first);
+    const changes: Array<(claims: ClaimRecord[]) => ClaimRecord[]> = [
+      (claims) => claims.filter((claim) => claim.start !== 9001),
+      (claims) => [...claims].reverse(),
+      (claims) => [claims[0]!, record(9004), ...claims.slice(1)],
+      (claims) => [...claims.slice(1), record(9005), claims[0]!].filter((claim) => claim.start !== 9003),
+    ];
+    let expected = first.claims.map((claim) => claim.start);
+    for (const change of changes) {
+      const state = store.load({ repair: true });
+      state.claims = change(state.claims);
+      expected = state.claims.map((claim) => claim.start);
+      expect(store.commit(state)).toBe(true);
+      const fresh = new StateStore(path, false).load({ repair: true }).claims.map((claim) => claim.start);
+      expect(fresh.sort()).toEqual([...expected].sort());
+    }
+    expect(expected.sort()).toEqual([9000, 9002, 9004, 9005]);
+  });
+
   it('sees what another store (process) appended or compacted since it last looked', () => {
     const path = join(stateDir, 'state.jsonl');
     const mine = new StateStore(path, false);
