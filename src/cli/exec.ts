@@ -10,7 +10,8 @@ import { HELP } from './help.js';
 import { openAllocator } from './open-allocator.js';
 import { checkPlaceholders, expandPlaceholders, hasPlaceholders } from './placeholders.js';
 import { countFor, parseNames, parsePrefix, type PortNaming, portVariables } from './port-variables.js';
-import { CommandGroup, watchParent } from './process-group.js';
+import { watchParent } from './parent-watch.js';
+import { CommandGroup } from './process-group.js';
 import { trampoline, trampolineScript } from './trampoline.js';
 
 const FORWARDED_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;

@@ -134,7 +134,8 @@ COMMAND and its arguments are replaced by the value. {{PORT}} gives the literal 
 An unknown port-like placeholder ({PORT_5} of 2 ports) is a usage error.
 COMMAND runs in a process group of its own (and without a controlling terminal).
 SIGINT, SIGTERM and SIGHUP are forwarded to that whole group, and so is a SIGTERM when
-portlease's parent goes away (npx, npm exec); whatever of the group still runs after
+portlease's parent (or npx/npm exec above it) goes away, unless portlease runs in the
+background (&, setsid); whatever of the group still runs after
 --kill-after gets SIGKILL. The ports are released only once nothing of the group runs.
 The claim belongs to COMMAND's own process, so it is held while COMMAND runs, even if
 portlease itself is killed; if COMMAND exits first, portlease holds it for the rest.

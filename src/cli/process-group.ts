@@ -2,8 +2,6 @@ import { readdirSync, readFileSync } from 'node:fs';
 
 /** How often a wait for the group to empty looks again: rare enough to cost nothing. */
 const POLL_MS = 100;
-/** How often `exec` checks that its parent is still there. */
-const PARENT_POLL_MS = 500;
 
 function errorCode(error: unknown): string | undefined {
   return (error as NodeJS.ErrnoException).code;
@@ -88,21 +86,4 @@ export class CommandGroup {
   dispose(): void {
     clearTimeout(this.killTimer);
   }
-}
-
-/**
- * Calls `onGone` once when this process's parent exits (it is then reparented, and its
- * parent PID changes). `npx` and `npm exec` do not forward SIGTERM to their command, so
- * `portlease exec` under them would otherwise run on after they were stopped. Polls at a
- * low rate with an unref'd timer, which never keeps the process alive. Returns a stop function.
- */
-export function watchParent(onGone: () => void): () => void {
-  const parent = process.ppid;
-  const timer = setInterval(() => {
-    if (process.ppid === parent) return;
-    clearInterval(timer);
-    onGone();
-  }, PARENT_POLL_MS);
-  timer.unref();
-  return () => clearInterval(timer);
 }

@@ -138,14 +138,47 @@ describe('portlease exec process groups', () => {
     expect(await listClaims(stateDir)).toEqual([]);
   });
 
-  it.skipIf(process.platform === 'win32')('stops the group and releases when its parent is SIGKILLed (npx, npm exec)', async () => {
-    // A real intermediate process in the place of npx: it runs exec and waits.
+  it.skipIf(process.platform === 'win32').each([
+    ['its parent', false],
+    // npm runs a bin through `sh -c`; SIGKILLed, npm leaves that shell waiting on.
+    ['the npm-like process above its `sh -c`', true],
+  ])('stops the group and releases when %s is SIGKILLed (npx, npm exec)', async (_, throughShell) => {
+    // A real intermediate process in the place of npm: it runs exec (through sh -c) and waits.
+    const execArgs = [cliPath, 'exec', '--state-dir', stateDir, '--host', '127.0.0.1', '--', process.execPath, SERVER, '{PORT}', 'plain'];
+    const command = throughShell ? ['sh', '-c', '"$0" "$@"; exit $?', process.execPath, ...execArgs] : [process.execPath, ...execArgs];
     const parent = spawn(
       process.execPath,
       [
         '-e',
-        `const child = require('node:child_process').spawn(process.execPath, process.argv.slice(1), { stdio: ['ignore', 'inherit', 'inherit'] });
-         console.log('exec ' + child.pid); setTimeout(() => {}, 20000);`,
+        `const child = require('node:child_process').spawn(process.argv[1], process.argv.slice(2), { stdio: ['ignore', 'inherit', 'inherit'] });
+         console.log('child ' + child.pid); setTimeout(() => {}, 20000);`,
+        ...command,
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    children.push(parent);
+    const waitLines = lines(parent);
+    const childPid = Number((await waitLines(/^child \d+$/, 1))[0]!.split(' ')[1]);
+    const [listening] = await waitLines(/^listening /, 1);
+    const [, port, server, execPid] = listening!.split(' ').map(Number);
+    strays.push(childPid, execPid!, server!);
+    expect(execPid === childPid).toBe(!throughShell);
+    expect(await listClaims(stateDir)).toMatchObject([{ ports: [port], pid: server, status: 'live' }]);
+
+    parent.kill('SIGKILL');
+    await exited(parent);
+    await waitFor(() => !isLive(server!) && !isLive(execPid!), 'the server and portlease exec to be gone', 15_000);
+    expect(await listClaims(stateDir)).toEqual([]);
+    expect(await canBind(port!, '127.0.0.1')).toBe(true);
+  });
+
+  it.skipIf(process.platform !== 'linux')('keeps running a background exec whose shell has exited: ( portlease exec ... & )', async () => {
+    const shell = spawn(
+      'sh',
+      [
+        '-c',
+        '"$0" "$@" > /dev/null 2>&1 & echo $!',
+        process.execPath,
         cliPath,
         'exec',
         '--state-dir',
@@ -160,19 +193,17 @@ describe('portlease exec process groups', () => {
       ],
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );
-    children.push(parent);
-    const waitLines = lines(parent);
-    const execPid = Number((await waitLines(/^exec \d+$/, 1))[0]!.split(' ')[1]);
-    const [listening] = await waitLines(/^listening /, 1);
-    const [, port, server, serverParent] = listening!.split(' ').map(Number);
-    strays.push(execPid, server!);
-    expect(serverParent).toBe(execPid);
-    expect(await listClaims(stateDir)).toMatchObject([{ ports: [port], pid: server, status: 'live' }]);
-
-    parent.kill('SIGKILL');
-    await exited(parent);
-    await waitFor(() => !isLive(server!) && !isLive(execPid), 'the server and portlease exec to be gone', 15_000);
+    const execPid = Number((await finished(shell)).stdout.trim());
+    strays.push(execPid);
+    await waitFor(async () => (await listClaims(stateDir)).length === 1, 'the claim');
+    const [claim] = await listClaims(stateDir);
+    strays.push(claim!.pid);
+    // Reparented, and checked twice a second: a few checks later it still serves.
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    expect(isLive(execPid)).toBe(true);
+    expect(await listClaims(stateDir)).toMatchObject([{ pid: claim!.pid, status: 'live' }]);
+    process.kill(execPid, 'SIGTERM');
+    await waitFor(() => !isLive(execPid), 'portlease exec to end on SIGTERM');
     expect(await listClaims(stateDir)).toEqual([]);
-    expect(await canBind(port!, '127.0.0.1')).toBe(true);
   });
 });
