@@ -184,13 +184,9 @@ export class PortAllocator {
   }
 
   /**
-   * Hands the claims of process `from` that hold any of `ports` to the live process `to`
-   * (default: this one), keeping their ports, id, label and TTL; a lease for them still
-   * releases them. For a supervisor whose command exits while processes it started still
-   * use the ports (`portlease exec`). A claim of `from` is matched even when `from` is dead
-   * but the claim not yet reaped. Resolves to how many claims changed owner (0 when none
-   * matched: released or reaped meanwhile).
-   *
+   * Hands the claims of `from` that hold any of `ports` to the live process `to` (default:
+   * this one), keeping id, label and TTL, even when `from` died and its claim was not reaped
+   * yet; for supervisors like `portlease exec`. Resolves to how many claims changed owner.
    * @throws {OwnerNotAliveError} (`PORTLEASE_OWNER_NOT_ALIVE`) when `to` is not running.
    */
   async handOver(ports: number | readonly number[], from: number, to: number = process.pid): Promise<number> {

@@ -88,6 +88,9 @@ function plan(args: string[]): ExecPlan | undefined {
   if (listen && request.count > MAX_LISTEN_PORTS) {
     throw new UsageError(`--listen hands over at most ${MAX_LISTEN_PORTS} ports (fds 3 to ${2 + MAX_LISTEN_PORTS}), got ${request.count}.`);
   }
+  if (listen && request.protocol === 'udp') {
+    throw new UsageError('--listen hands over listening TCP sockets; it does not go with --protocol udp.');
+  }
   if (listen && process.platform === 'win32') {
     throw new UnsupportedError(
       'exec --listen is not available on Windows: a listening socket cannot be inherited there as fd 3 (that takes WSADuplicateSocket, which Node does not expose).',
