@@ -1,4 +1,4 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -44,6 +44,7 @@ function isLive(pid: number): boolean {
 }
 
 const SERVER = join(fixturesDir, 'group-server.mjs');
+const hasNpm = spawnSync('npm', ['--version'], { stdio: 'ignore', timeout: 20_000 }).status === 0;
 
 /** `sh -c` that starts two group servers in the background and waits for them. */
 function twoServers(mode: 'linger' | 'stubborn'): string[] {
@@ -170,6 +171,41 @@ describe('portlease exec process groups', () => {
     await waitFor(() => !isLive(server!) && !isLive(execPid!), 'the server and portlease exec to be gone', 15_000);
     expect(await listClaims(stateDir)).toEqual([]);
     expect(await canBind(port!, '127.0.0.1')).toBe(true);
+  });
+
+  it.skipIf(process.platform === 'win32' || !hasNpm)('stops when a real npm exec above it is SIGKILLed', async () => {
+    const npm = spawn(
+      'npm',
+      [
+        'exec',
+        '--offline',
+        '--no-update-notifier',
+        '--',
+        process.execPath,
+        cliPath,
+        'exec',
+        '--state-dir',
+        stateDir,
+        '--host',
+        '127.0.0.1',
+        '--',
+        process.execPath,
+        SERVER,
+        '{PORT}',
+        'plain',
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    children.push(npm);
+    const waitLines = lines(npm);
+    const [listening] = await waitLines(/^listening /, 1);
+    const [, port, server, execPid] = listening!.split(' ').map(Number);
+    strays.push(execPid!, server!);
+    expect(await listClaims(stateDir)).toMatchObject([{ ports: [port], pid: server, status: 'live' }]);
+    npm.kill('SIGKILL');
+    await exited(npm);
+    await waitFor(() => !isLive(server!) && !isLive(execPid!), 'the server and portlease exec to be gone', 15_000);
+    expect(await listClaims(stateDir)).toEqual([]);
   });
 
   it.skipIf(process.platform !== 'linux')('keeps running a background exec whose shell has exited: ( portlease exec ... & )', async () => {
