@@ -15,4 +15,14 @@ export default tseslint.config(
       'no-constant-condition': ['error', { checkLoops: false }],
     },
   },
+  {
+    // CommonJS files exist to be loaded with require(): the CJS build's fixtures and recipes.
+    files: ['**/*.cjs', 'examples/jest/**/*.js', 'examples/playwright-cjs/**/*.js'],
+    languageOptions: { sourceType: 'commonjs' },
+    rules: { '@typescript-eslint/no-require-imports': 'off' },
+  },
+  {
+    files: ['examples/jest/test/**/*.js'],
+    languageOptions: { globals: globals.jest },
+  },
 );

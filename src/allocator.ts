@@ -63,6 +63,9 @@ export class PortAllocator {
   private readonly socketTable: SocketTable | undefined;
   private readonly blockedPorts: BlockedPortsCache;
   private readonly owners: OwnerLiveness;
+  /** Ids of the claims this instance made for this process and has not given back: what a bare {@link release} gives back. */
+  private readonly ownClaims = new Set<string>();
+  private readonly leaseIds = new WeakMap<Lease, string>();
 
   /** @throws {TypeError | RangeError} when an option is invalid. */
   constructor(options: AllocatorOptions = {}) {
@@ -140,7 +143,10 @@ export class PortAllocator {
       if (busyPorts.length === 0) {
         releasedAtExit?.add(tentative.id);
         const id = tentative.id;
-        return toLease(tentative, () => this.dropClaim(id, releasedAtExit));
+        if (request.pid === process.pid) this.ownClaims.add(id);
+        const lease = toLease(tentative, () => this.dropClaim(id, releasedAtExit));
+        this.leaseIds.set(lease, id);
+        return lease;
       }
       for (const port of busyPorts) busy.add(port);
     }
@@ -157,16 +163,32 @@ export class PortAllocator {
   }
 
   /**
-   * Gives back ports this process holds: the given ones, or all of them when called with
-   * nothing. Ports not held by this process are ignored (never an error, never another
-   * live process's claim). Resolves to the ports actually released.
+   * Gives back ports. With no argument: every claim this allocator instance made for this
+   * process and still holds, and nothing else: not the claims of another instance, another
+   * worker thread or another copy of portlease, although they share this process's PID (a
+   * test runner's other files and threads). With ports: those ports, from whichever claims
+   * of this process hold them, so a run can be given back in part. Ports not held are
+   * ignored (never an error, never another process's claim). Resolves to the ports released.
    *
-   * Beware: every thread of the process shares its PID, so a bare `release()` in one worker
-   * thread (a test runner's threads pool) frees the claims of the others too; release a
-   * {@link Lease} instead.
+   * A {@link Lease} (`lease.release()`, `await using`) remains the clearest way to give back
+   * exactly one claim.
    */
   release(ports?: number | readonly number[]): Promise<number[]> {
+    if (ports === undefined) return this.releaseIds(new Set(this.ownClaims));
     return this.releaseWhere({ ports, pid: process.pid });
+  }
+
+  /**
+   * Gives back several leases this allocator handed out in one change of the state file;
+   * leases of other allocators, or already released, are skipped. Resolves to the ports released.
+   */
+  releaseLeases(leases: Iterable<Lease>): Promise<number[]> {
+    const ids = new Set<string>();
+    for (const lease of leases) {
+      const id = this.leaseIds.get(lease);
+      if (id !== undefined) ids.add(id);
+    }
+    return this.releaseIds(ids);
   }
 
   /** Gives back the claims that match `filter` (for tools acting on behalf of others, like the CLI). */
@@ -253,9 +275,26 @@ export class PortAllocator {
     return state?.claims;
   }
 
+  /** Gives back this process's claims with these ids, in one change. */
+  private async releaseIds(ids: ReadonlySet<string>): Promise<number[]> {
+    if (ids.size === 0) return [];
+    const released = await this.transactions.run((state) => {
+      const { kept, released } = removePorts(state.claims, (claim) => claim.pid === process.pid && ids.has(claim.id), undefined);
+      if (released.length > 0) state.claims = kept.map(freezeRecord);
+      return { changed: released.length > 0, result: released };
+    });
+    const releasedAtExit = claimsReleasedAtExit(this.paths.stateFile, (left) => this.releaseAtExit(left));
+    for (const id of ids) {
+      this.ownClaims.delete(id);
+      releasedAtExit.delete(id);
+    }
+    return released;
+  }
+
   private async dropClaim(id: string, releasedAtExit: Set<string> | undefined): Promise<void> {
     // Forgotten by the exit handler too, so a long-running process does not pile up ids.
     releasedAtExit?.delete(id);
+    this.ownClaims.delete(id);
     await this.transactions.run((state) => dropWhere(state, (claim) => claim.id === id));
   }
 

@@ -1,27 +1,41 @@
 import { resolve } from 'node:path';
 import { type ClaimInfo, type Lease, type ListOptions, PortAllocator } from './allocator.js';
 import type { ClaimOptions } from './options.js';
+import { processSlot } from './process-state.js';
 
-let defaultAllocator: PortAllocator | undefined;
+/**
+ * The allocators behind the module-level functions. Process state, not module state, so a
+ * CommonJS and an ESM copy of portlease in one process share them (the methods used here are
+ * the same in both copies).
+ */
+interface DefaultAllocators {
+  fromEnvironment: PortAllocator | undefined;
+  // One allocator per state directory: each keeps a copy of the state and a lock queue, which
+  // only help if calls for the same directory share them.
+  byDir: Map<string, PortAllocator>;
+}
+
+function defaultAllocators(): DefaultAllocators {
+  return processSlot('default-allocators.v1', (): DefaultAllocators => ({ fromEnvironment: undefined, byDir: new Map() }));
+}
 
 /**
  * The allocator behind the module-level functions: default settings, state directory from
  * `PORTLEASE_STATE_DIR`, else `<tmp>/portlease-<uid>`. Created on first use.
  */
 export function getDefaultAllocator(): PortAllocator {
-  defaultAllocator ??= new PortAllocator();
-  return defaultAllocator;
+  const allocators = defaultAllocators();
+  allocators.fromEnvironment ??= new PortAllocator();
+  return allocators.fromEnvironment;
 }
 
-// One allocator per state directory: each keeps a copy of the state and a lock queue, which
-// only help if calls for the same directory share them.
-const allocatorsByDir = new Map<string, PortAllocator>();
-
-function allocatorFor(stateDir: string | undefined): PortAllocator {
+/** The allocator for `stateDir` (the default one when undefined), shared by every module-level call. */
+export function allocatorFor(stateDir: string | undefined): PortAllocator {
   if (stateDir === undefined) return getDefaultAllocator();
   // An invalid value gets the allocator's own TypeError.
   if (typeof stateDir !== 'string' || stateDir === '') return new PortAllocator({ stateDir });
   const key = resolve(stateDir);
+  const allocatorsByDir = defaultAllocators().byDir;
   let allocator = allocatorsByDir.get(key);
   if (allocator === undefined) {
     allocator = new PortAllocator({ stateDir });
@@ -35,6 +49,24 @@ export type ClaimPortsOptions = ClaimOptions & {
   /** State directory for this call; default as in {@link getDefaultAllocator}. */
   stateDir?: string | undefined;
 };
+
+// Module state on purpose, unlike the allocators above: a bare `release()` gives back the
+// claims made through this copy of the module only. A test runner that loads a fresh module
+// graph per test file (vitest, jest) then keeps one file's bare release() away from the ports
+// another file, or another worker thread, of the same process still holds.
+const claimedHere = new Set<Lease>();
+
+/** Claims through `allocator` and remembers the lease for a bare {@link release} while it is held. */
+async function claimTracked(allocator: PortAllocator, options: ClaimOptions): Promise<Lease> {
+  const lease = await allocator.claim(options);
+  if (allocator !== getDefaultAllocator()) return lease;
+  claimedHere.add(lease);
+  const release = (): Promise<void> => {
+    claimedHere.delete(lease);
+    return lease.release();
+  };
+  return { ...lease, release, [Symbol.asyncDispose]: release };
+}
 
 function splitOptions(options: ClaimPortsOptions): [string | undefined, ClaimOptions] {
   if (typeof options !== 'object' || options === null) return [undefined, options];
@@ -65,7 +97,8 @@ export async function findSequentialPorts(
 ): Promise<number[]> {
   const options = typeof baseOrOptions === 'number' ? { base: baseOrOptions, count, host } : (baseOrOptions ?? {});
   const [stateDir, claimOptions] = splitOptions(options);
-  return allocatorFor(stateDir).findSequentialPorts(claimOptions);
+  const lease = await claimTracked(allocatorFor(stateDir), claimOptions);
+  return [...lease.ports];
 }
 
 /**
@@ -81,16 +114,22 @@ export async function findSequentialPorts(
  */
 export async function claimPorts(options: ClaimPortsOptions = {}): Promise<Lease> {
   const [stateDir, claimOptions] = splitOptions(options);
-  return allocatorFor(stateDir).claim(claimOptions);
+  return claimTracked(allocatorFor(stateDir), claimOptions);
 }
 
 /**
- * Gives back ports claimed by this process in the default state directory: the given
- * ones, or all when called with nothing. Releasing what this process does not hold is a
- * no-op. Resolves to the ports released.
+ * Gives back ports in the default state directory. With no argument: the claims made
+ * through {@link claimPorts} and {@link findSequentialPorts} of this module (this test file,
+ * in a runner that isolates files) in this thread and still held, never those of another
+ * test file, worker thread or copy of portlease, although they share this process's PID.
+ * With ports: those ports, from whichever claims of this process hold them. Releasing what
+ * is not held is a no-op. Resolves to the ports released.
  */
-export function release(ports?: number | readonly number[]): Promise<number[]> {
-  return getDefaultAllocator().release(ports);
+export async function release(ports?: number | readonly number[]): Promise<number[]> {
+  if (ports !== undefined) return getDefaultAllocator().release(ports);
+  const leases = [...claimedHere];
+  claimedHere.clear();
+  return getDefaultAllocator().releaseLeases(leases);
 }
 
 /** The live claims (or all, with `includeDead`) in the default or given state directory. */

@@ -61,7 +61,8 @@ export class PortleaseError extends Error {
   /** Stable, documented error code. */
   readonly code: PortleaseErrorCode;
 
-  constructor(code: PortleaseErrorCode, message: string, options?: ErrorOptions) {
+  // Not `ErrorOptions`: that needs lib es2022 in every consumer's compilation (see test/package).
+  constructor(code: PortleaseErrorCode, message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.code = code;
     // The nearest of our classes above the one constructed (a caller may subclass ours).
@@ -152,6 +153,13 @@ export class UnsafeStateDirError extends PortleaseError {
     this.path = path;
   }
 }
+
+/**
+ * What to do about most {@link StateIoError}s, appended to their messages: every portlease
+ * message says what happened and then what to do.
+ */
+export const STATE_IO_ADVICE =
+  'Check that you may read and write there and that the disk is not full, or set PORTLEASE_STATE_DIR to a directory of your own.';
 
 /** The state file or directory could not be read or written; no claim was changed. */
 export class StateIoError extends PortleaseError {

@@ -6,6 +6,7 @@ export { PortAllocator } from './allocator.js';
 export type { ClaimInfo, Lease, ListeningSockets, ListOptions, ReleaseFilter, StickyPorts } from './allocator.js';
 export { claimPorts, findSequentialPorts, getDefaultAllocator, listClaims, reapClaims, release } from './default-allocator.js';
 export type { ClaimPortsOptions } from './default-allocator.js';
+export { claimOnce } from './claim-once.js';
 export {
   HostUnavailableError,
   isPortleaseError,

@@ -4,7 +4,7 @@ import { threadId } from 'node:worker_threads';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import lockfile from 'proper-lockfile';
-import { LockTimeoutError, StateIoError } from './errors.js';
+import { LockTimeoutError, STATE_IO_ADVICE, StateIoError } from './errors.js';
 
 /** Settings of a {@link StateLock}. */
 export interface LockSettings {
@@ -142,7 +142,7 @@ export class StateLock {
       });
     } catch (error) {
       if (errnoCode(error) === 'ELOCKED') return undefined;
-      throw new StateIoError(`Cannot take the lock ${this.lockPath}: ${(error as Error).message}`, error);
+      throw new StateIoError(`Cannot take the lock ${this.lockPath}: ${(error as Error).message}. ${STATE_IO_ADVICE}`, error);
     }
     return this.held(() => release());
   }
@@ -174,7 +174,7 @@ export class StateLock {
       });
     } catch (error) {
       if (errnoCode(error) === 'ELOCKED') return undefined;
-      throw new StateIoError(`Cannot take the lock ${this.lockPath}: ${(error as Error).message}`, error);
+      throw new StateIoError(`Cannot take the lock ${this.lockPath}: ${(error as Error).message}. ${STATE_IO_ADVICE}`, error);
     }
     // The synchronous fs makes the returned promise settle within the call; nothing waits on it.
     return this.held(() => void release().catch(() => undefined));

@@ -169,6 +169,26 @@ export const STATE_DIR_ENV = 'PORTLEASE_STATE_DIR';
 /** Environment variable that opts in to a state directory shared by several users (`1`). */
 export const SHARED_STATE_DIR_ENV = 'PORTLEASE_SHARED_STATE_DIR';
 
+/**
+ * Prefix of the environment variables through which {@link claimOnce} hands a process
+ * tree's ports down: `PORTLEASE_ONCE_<NAME>`. Written by the claiming process for its
+ * descendants; the one variable portlease writes rather than only reads.
+ */
+export const ONCE_ENV_PREFIX = 'PORTLEASE_ONCE_';
+
+/** The environment variable of the `claimOnce` name `name` (letters, digits, `_`). */
+export function onceEnvName(name: string): string {
+  if (typeof name !== 'string' || !/^[A-Za-z0-9_]{1,64}$/.test(name)) {
+    throw new TypeError(`Expected \`name\` to be 1 to 64 letters, digits or underscores, got ${JSON.stringify(name)}.`);
+  }
+  return `${ONCE_ENV_PREFIX}${name.toUpperCase()}`;
+}
+
+/** What an ancestor's `claimOnce(name)` left in the environment, if anything. */
+export function inheritedOnceValue(name: string, env: NodeJS.ProcessEnv = process.env): string | undefined {
+  return env[onceEnvName(name)];
+}
+
 export const DEFAULT_BASE = 8090;
 export const DEFAULT_COUNT = 1;
 export const DEFAULT_HOST = '0.0.0.0';

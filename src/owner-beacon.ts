@@ -1,6 +1,7 @@
 import { chmodSync, lstatSync, readdirSync, renameSync, unlinkSync } from 'node:fs';
 import { connect, createServer, type Server } from 'node:net';
 import { join, resolve } from 'node:path';
+import { processSlot } from './process-state.js';
 
 /**
  * An owner beacon is a Unix domain socket that a process listens on in the state directory.
@@ -44,11 +45,23 @@ interface OwnBeacon {
 
 // How often a process checks that its beacons are still in place (see keepBeaconsInPlace).
 const BEACON_CHECK_MS = 30_000;
-let checkTimer: NodeJS.Timeout | undefined;
 
-// Module state is per thread: each worker thread loads its own copy, hence its own beacons.
-const ownBeacons = new Map<string, OwnBeacon>();
-let exitHookInstalled = false;
+/** This thread's beacons, one per state directory, shared by every copy of portlease loaded. */
+interface OwnBeacons {
+  byDir: Map<string, OwnBeacon>;
+  checkTimer: NodeJS.Timeout | undefined;
+  exitHook: (() => void) | undefined;
+}
+
+// Process state, not module state: a CommonJS and an ESM copy of portlease in one process
+// must share one beacon per directory (each worker thread still has its own).
+function ownBeacons(): OwnBeacons {
+  return processSlot(
+    'owner-beacons.v1',
+    (): OwnBeacons => ({ byDir: new Map(), checkTimer: undefined, exitHook: undefined }),
+    closeBeacons,
+  );
+}
 
 function fitsSunPath(path: string): boolean {
   const size = SUN_PATH_SIZE[process.platform];
@@ -76,8 +89,8 @@ function tryUnlink(path: string): void {
   }
 }
 
-function unlinkOwnBeacons(): void {
-  for (const beacon of ownBeacons.values()) tryUnlink(beacon.path);
+function unlinkBeacons(beacons: OwnBeacons): void {
+  for (const beacon of beacons.byDir.values()) tryUnlink(beacon.path);
 }
 
 /**
@@ -97,12 +110,13 @@ function unlinkOwnBeacons(): void {
  */
 export function ensureOwnBeacon(dir: string, shared: boolean): string | undefined {
   const absoluteDir = resolve(dir);
-  const existing = ownBeacons.get(absoluteDir);
+  const beacons = ownBeacons();
+  const existing = beacons.byDir.get(absoluteDir);
   if (existing !== undefined) {
     if (isInPlace(existing)) return existing.name;
     // Removed under us (the directory re-created, a temp cleaner): claims already name it,
     // and a missing beacon reads as a dead owner, so bind the same name again.
-    ownBeacons.delete(absoluteDir);
+    beacons.byDir.delete(absoluteDir);
     existing.server.close();
     return bindBeacon(absoluteDir, existing.name, shared);
   }
@@ -118,12 +132,12 @@ function isInPlace(beacon: OwnBeacon): boolean {
 }
 
 /** Every 30 s, puts back beacons removed under a process that claims no more (unref'd). */
-function keepBeaconsInPlace(): void {
-  if (checkTimer !== undefined) return;
-  checkTimer = setInterval(() => {
-    for (const [dir, beacon] of ownBeacons) if (!isInPlace(beacon)) ensureOwnBeacon(dir, beacon.shared);
+function keepBeaconsInPlace(beacons: OwnBeacons): void {
+  if (beacons.checkTimer !== undefined) return;
+  beacons.checkTimer = setInterval(() => {
+    for (const [dir, beacon] of beacons.byDir) if (!isInPlace(beacon)) ensureOwnBeacon(dir, beacon.shared);
   }, BEACON_CHECK_MS);
-  checkTimer.unref();
+  beacons.checkTimer.unref();
 }
 
 function bindBeacon(absoluteDir: string, name: string, shared: boolean): string | undefined {
@@ -157,12 +171,13 @@ function bindBeacon(absoluteDir: string, name: string, shared: boolean): string 
     tryUnlink(temporaryPath);
     return undefined;
   }
-  ownBeacons.set(absoluteDir, { server, path, name, ino, shared });
-  keepBeaconsInPlace();
-  if (!exitHookInstalled) {
-    exitHookInstalled = true;
+  const beacons = ownBeacons();
+  beacons.byDir.set(absoluteDir, { server, path, name, ino, shared });
+  keepBeaconsInPlace(beacons);
+  if (beacons.exitHook === undefined) {
     // A killed process skips this; its beacon is then removed by whoever finds it dead.
-    process.once('exit', unlinkOwnBeacons);
+    beacons.exitHook = () => unlinkBeacons(beacons);
+    process.once('exit', beacons.exitHook);
   }
   return name;
 }
@@ -173,18 +188,22 @@ function bindBeacon(absoluteDir: string, name: string, shared: boolean): string 
  * look dead to every other process from then on.
  */
 export function closeOwnBeacons(): void {
-  for (const beacon of ownBeacons.values()) {
+  closeBeacons(ownBeacons());
+}
+
+function closeBeacons(beacons: OwnBeacons): void {
+  for (const beacon of beacons.byDir.values()) {
     beacon.server.close();
     tryUnlink(beacon.path);
   }
-  ownBeacons.clear();
-  if (checkTimer !== undefined) {
-    clearInterval(checkTimer);
-    checkTimer = undefined;
+  beacons.byDir.clear();
+  if (beacons.checkTimer !== undefined) {
+    clearInterval(beacons.checkTimer);
+    beacons.checkTimer = undefined;
   }
-  if (exitHookInstalled) {
-    exitHookInstalled = false;
-    process.off('exit', unlinkOwnBeacons);
+  if (beacons.exitHook !== undefined) {
+    process.off('exit', beacons.exitHook);
+    beacons.exitHook = undefined;
   }
 }
 
@@ -294,7 +313,7 @@ export async function sweepDeadBeacons(dir: string, timeoutMs = 250): Promise<nu
   } catch {
     return 0;
   }
-  const own = new Set(Array.from(ownBeacons.values(), (beacon) => beacon.name));
+  const own = new Set(Array.from(ownBeacons().byDir.values(), (beacon) => beacon.name));
   const states = await probeBeacons(
     dir,
     names.filter((name) => !own.has(name)),

@@ -1,7 +1,7 @@
 import { lstatSync, mkdirSync, type Stats } from 'node:fs';
 import { hostname } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
-import { StateIoError, UnsafeStateDirError } from './errors.js';
+import { STATE_IO_ADVICE, StateIoError, UnsafeStateDirError } from './errors.js';
 
 /** Where one host's claims live inside a state directory. */
 export interface StatePaths {
@@ -40,7 +40,7 @@ function lstatOrThrow(path: string): Stats {
   try {
     return lstatSync(path);
   } catch (error) {
-    throw new StateIoError(`Cannot inspect the state directory ${path}: ${(error as Error).message}`, error);
+    throw new StateIoError(`Cannot inspect the state directory ${path}: ${(error as Error).message}. ${STATE_IO_ADVICE}`, error);
   }
 }
 
@@ -67,7 +67,10 @@ export function prepareStateDir(dir: string, shared: boolean): void {
   try {
     mkdirSync(dir, { recursive: true, mode: shared ? 0o770 : 0o700 });
   } catch (error) {
-    throw new StateIoError(`Cannot create the state directory ${dir}: ${(error as Error).message}`, error);
+    // Something that is not a directory is in the way: refused below, as unsafe, by what it is.
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') {
+      throw new StateIoError(`Cannot create the state directory ${dir}: ${(error as Error).message}. ${STATE_IO_ADVICE}`, error);
+    }
   }
   const stats = lstatOrThrow(dir);
   if (stats.isSymbolicLink()) throw new UnsafeStateDirError(dir, 'it is a symbolic link');

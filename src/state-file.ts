@@ -3,7 +3,7 @@
  * expected must not hang a claim), and the generation id a file names in its first bytes.
  */
 import { closeSync, constants, fstatSync, openSync, readFileSync, readSync, unlinkSync } from 'node:fs';
-import { StateIoError } from './errors.js';
+import { STATE_IO_ADVICE, StateIoError } from './errors.js';
 import { HEADER_PREFIX, LEGACY_GENERATION, LEGACY_HEADER_PREFIX } from './state-format.js';
 
 /** Flags for reading a state file: O_NONBLOCK, so a FIFO planted at its path cannot block the open. */
@@ -53,7 +53,7 @@ export function errnoCode(error: unknown): string | undefined {
 export function ioError(action: string, path: string, error: unknown): StateIoError {
   return error instanceof StateIoError
     ? error
-    : new StateIoError(`Cannot ${action} the state file ${path}: ${(error as Error).message}`, error);
+    : new StateIoError(`Cannot ${action} the state file ${path}: ${(error as Error).message}. ${STATE_IO_ADVICE}`, error);
 }
 
 /** Closes `fd`, ignoring errors: for `finally` blocks. */

@@ -4,7 +4,7 @@
  * once per file and process.
  */
 import { renameSync, type Stats, statSync, writeFileSync } from 'node:fs';
-import { StateIoError } from './errors.js';
+import { STATE_IO_ADVICE, StateIoError } from './errors.js';
 import { generationAt, readRegularFile } from './state-file.js';
 
 /** Code of the warning emitted when a state file is set aside or had malformed records left out. */
@@ -55,7 +55,7 @@ export function setAside(path: string, reason: string, expected: SetAsideExpecta
     renameSync(path, asidePath);
   } catch (error) {
     if (errnoCode(error) === 'ENOENT') return;
-    throw new StateIoError(`Cannot set aside the corrupt state file ${path}: ${(error as Error).message}`, error);
+    throw new StateIoError(`Cannot set aside the corrupt state file ${path}: ${(error as Error).message}. ${STATE_IO_ADVICE}`, error);
   }
   if (!isExpected(asidePath, expected)) {
     try {

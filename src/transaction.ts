@@ -94,7 +94,7 @@ export class StateTransactions {
       }
       if (attempt >= MAX_ATTEMPTS) {
         throw new StateIoError(
-          `Could not record a change in ${this.paths.stateFile}: ${MAX_ATTEMPTS} writes in a row were overtaken by other writers. Nothing was changed.`,
+          `Could not record a change in ${this.paths.stateFile}: ${MAX_ATTEMPTS} writes in a row were overtaken by other writers. Nothing was changed. Try again; if it keeps happening, give this job a state directory of its own.`,
           undefined,
         );
       }

@@ -37,7 +37,8 @@ let stateDir: string;
 let cleanup: () => void;
 beforeEach(() => ({ dir: stateDir, cleanup } = makeStateDir()));
 afterEach(async () => {
-  await new PortAllocator({ stateDir }).release();
+  // Everything this process claimed there, through any allocator: the process-wide form.
+  await new PortAllocator({ stateDir }).releaseWhere({ pid: process.pid });
   cleanup();
 });
 

@@ -71,10 +71,12 @@ describe('the state directory', () => {
     expect(() => prepareStateDir(dir, true)).not.toThrow();
   });
 
-  it('refuses a path that is a file', () => {
+  it('refuses a path that is a file as unsafe, saying what to do', () => {
     const file = join(root, 'file');
     writeFileSync(file, '');
-    expect(() => prepareStateDir(file, false)).toThrow();
+    expect(() => prepareStateDir(file, false)).toThrow(
+      expect.objectContaining({ code: 'PORTLEASE_UNSAFE_STATE_DIR', message: expect.stringMatching(/not a directory.*\. \S/) }),
+    );
   });
 
   it.skipIf(!posix)('in shared mode writes the state file group-writable despite the umask', async () => {

@@ -57,8 +57,9 @@ describe('claims made from a bash script', () => {
     // The README's example with `portlease` spelled as node + the built CLI.
     const script = `set -euo pipefail
       portlease() { "$NODE" "$CLI" "$@"; }
+      ports=$(portlease claim --count 3 --host 127.0.0.1 --label ci-job --state-dir "$STATE_DIR")
       trap 'portlease release --state-dir "$STATE_DIR" >/dev/null' EXIT
-      read -r API_PORT DB_PORT METRICS_PORT < <(portlease claim --count 3 --host 127.0.0.1 --label ci-job --state-dir "$STATE_DIR")
+      read -r API_PORT DB_PORT METRICS_PORT <<<"$ports"
       serve='require("net").createServer(s => s.end(process.argv[1])).listen(+process.env.P, "127.0.0.1")'
       P=$API_PORT "$NODE" -e "$serve" api & api=$!
       P=$DB_PORT "$NODE" -e "$serve" db & db=$!
