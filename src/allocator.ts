@@ -1,8 +1,18 @@
 import { claimedPorts, findFreeRun, isClaimLive, memoizeOwnerCheck, type OwnerCheck, removePorts, toPortSet } from './claims.js';
 import { OwnerNotAliveError } from './errors.js';
 import { OwnerLiveness } from './foreign-owners.js';
-import { type ClaimInfo, type Lease, type ListOptions, type ReleaseFilter, toClaimInfo, toLease } from './lease.js';
+import {
+  type ClaimInfo,
+  type Lease,
+  type ListOptions,
+  type ReleaseFilter,
+  type StickyPorts,
+  toClaimInfo,
+  toLease,
+  toStickyPorts,
+} from './lease.js';
 import { currentStartTime, readStartTime } from './liveness.js';
+import { handOverChange } from './hand-over.js';
 import { isReleasedAtExit, ownerFields, recordNewClaim } from './new-claim.js';
 import {
   type AllocatorOptions,
@@ -16,11 +26,13 @@ import { findBusyPorts } from './probe.js';
 import { claimsReleasedAtExit } from './process-state.js';
 import { BlockedPortsCache, SkippedPorts } from './skipped-ports.js';
 import { SocketTable } from './socket-table.js';
+import { readStickyMemory } from './sticky-memory.js';
 import { type ClaimRecord, freezeRecord, type StateData } from './state-format.js';
 import { statePaths, type StatePaths } from './state-dir.js';
 import { type ChangeOutcome, StateTransactions } from './transaction.js';
 
-export type { ClaimInfo, Lease, ListOptions, ReleaseFilter } from './lease.js';
+export type { ClaimInfo, Lease, ListOptions, ReleaseFilter, StickyPorts } from './lease.js';
+export type { ListeningSockets } from './listen.js';
 
 /** Drops the claims `drop` picks: one change whose result is how many went. */
 function dropWhere(state: StateData, drop: (claim: ClaimRecord) => boolean): ChangeOutcome<number> {
@@ -105,6 +117,7 @@ export class PortAllocator {
     const skipped = new SkippedPorts(this.blockedPorts.for(request), request.protocol === 'udp' ? undefined : this.socketTable, opens);
     await this.owners.refresh(await this.warmUp());
     const busy = new Set<number>();
+    const sticky = request.sticky ? { file: this.paths.stickyFile, mode: this.options.sharedStateDir ? 0o660 : 0o600 } : undefined;
     let tentative: ClaimRecord | undefined;
     // Each round either succeeds or marks at least one more port busy, so it ends.
     for (;;) {
@@ -112,7 +125,7 @@ export class PortAllocator {
       try {
         tentative = await this.transactions.run((state) => {
           skipped.refreshInsideLock();
-          return recordNewClaim(state, { request, owner, busy, skipped, isAlive: this.ownerCheck() }, previous);
+          return recordNewClaim(state, { request, owner, busy, skipped, isAlive: this.ownerCheck(), sticky }, previous);
         });
       } catch (error) {
         if (previous !== undefined) await this.dropClaimQuietly(previous.id);
@@ -193,6 +206,16 @@ export class PortAllocator {
   }
 
   /**
+   * Hands the claims of `from` that hold any of `ports` to the live process `to` (default:
+   * this one), keeping id, label and TTL, even when `from` died and its claim was not reaped
+   * yet; for supervisors like `portlease exec`. Resolves to how many claims changed owner.
+   * @throws {OwnerNotAliveError} (`PORTLEASE_OWNER_NOT_ALIVE`) when `to` is not running.
+   */
+  async handOver(ports: number | readonly number[], from: number, to: number = process.pid): Promise<number> {
+    return this.transactions.run(handOverChange(this.paths.dir, this.options.sharedStateDir, ports, from, to));
+  }
+
+  /**
    * The claims in the state file, sorted by first port. By default only live ones.
    * Reads without taking the lock: every change is one whole line, so a reader sees each
    * change entirely or not yet.
@@ -205,6 +228,14 @@ export class PortAllocator {
     const isAlive = this.ownerCheck();
     const infos = state.claims.map((claim) => toClaimInfo(claim, currentBoot && isClaimLive(claim, now, isAlive)));
     return infos.filter((info) => info.live || options.includeDead === true).sort((a, b) => a.ports[0]! - b.ports[0]!);
+  }
+
+  /**
+   * The ports each label of a sticky claim held last, most recently used first (at most
+   * 100 labels). Reads without taking the lock: the file is replaced whole.
+   */
+  listSticky(): StickyPorts[] {
+    return readStickyMemory(this.paths.stickyFile).map(toStickyPorts);
   }
 
   /**

@@ -1,4 +1,5 @@
 import type { Lease } from './lease.js';
+import { listenOn } from './listen.js';
 import { allocatorFor, type ClaimPortsOptions, listClaims } from './default-allocator.js';
 import { inheritedOnceValue, onceEnvName } from './options.js';
 import { processSlot } from './process-state.js';
@@ -48,6 +49,7 @@ function inheritedLease(inherited: Inherited): Lease {
     pid: inherited.pid,
     label: inherited.label,
     release,
+    listen: (host = inherited.host) => listenOn(inherited.ports, host),
     [Symbol.asyncDispose]: release,
   };
 }

@@ -73,12 +73,13 @@ export function findFreeRun(
   count: number,
   isBlockedPort: (port: number) => boolean,
   isLive: (claim: ClaimRecord) => boolean,
+  max: number = MAX_PORT,
 ): SearchResult {
   const dead = new Set<ClaimRecord>();
   const sorted = claimsByStart(claims, base);
   let candidate = base;
   let next = 0;
-  scan: while (candidate + count - 1 <= MAX_PORT) {
+  scan: while (candidate + count - 1 <= max) {
     // Claims are sorted by start: skip those wholly below the candidate, test those overlapping it.
     for (let index = next; index < sorted.length; index++) {
       const claim = sorted[index]!;

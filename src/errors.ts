@@ -22,7 +22,8 @@ export type PortleaseErrorCode =
   | 'PORTLEASE_STATE_IO'
   | 'PORTLEASE_OWNER_NOT_ALIVE'
   | 'PORTLEASE_HOST_UNAVAILABLE'
-  | 'PORTLEASE_RESOURCES';
+  | 'PORTLEASE_RESOURCES'
+  | 'PORTLEASE_UNSUPPORTED';
 
 // Brands survive two copies of the package in one process (a CommonJS and an ESM build, two
 // versions in a monorepo), where `instanceof` on the class alone would fail.
@@ -79,6 +80,8 @@ export interface ExhaustedDetail {
   busy: number;
   /** The host they were probed on. */
   host: string;
+  /** The highest port searched (the `max` option). */
+  max?: number | undefined;
 }
 
 /** No run of `count` consecutive free, unclaimed ports exists in the searched range. */
@@ -89,16 +92,23 @@ export class PortsExhaustedError extends PortleaseError {
   readonly base: number;
   /** Number of consecutive ports asked for. */
   readonly count: number;
+  /** Last port of the searched range (the `max` option, else 65535). */
+  readonly max: number;
 
   constructor(base: number, count: number, detail?: ExhaustedDetail) {
+    const max = detail?.max ?? 65535;
     const skipped = detail === undefined || detail.skipped.length === 0 ? '' : `, after skipping ${detail.skipped.join(', ')}`;
     const busy =
       detail === undefined || detail.busy === 0
         ? ''
         : `; ${detail.busy} port${detail.busy === 1 ? ' was' : 's were'} busy on ${detail.host}`;
-    super('PORTLEASE_EXHAUSTED', `No run of ${count} consecutive free port${count === 1 ? '' : 's'} in ${base}-65535${skipped}${busy}.`);
+    super(
+      'PORTLEASE_EXHAUSTED',
+      `No run of ${count} consecutive free port${count === 1 ? '' : 's'} in ${base}-${max}${max < 65535 ? ' (max)' : ''}${skipped}${busy}.`,
+    );
     this.base = base;
     this.count = count;
+    this.max = max;
   }
 }
 
@@ -210,6 +220,17 @@ export class ResourcesExhaustedError extends PortleaseError {
   }
 }
 
+/** What was asked cannot be done on this platform (e.g. handing listening sockets to a child on Windows). */
+export class UnsupportedError extends PortleaseError {
+  static override readonly code = 'PORTLEASE_UNSUPPORTED' as const;
+  override name = 'UnsupportedError';
+
+  /** @param message - what cannot be done here, and why. */
+  constructor(message: string) {
+    super('PORTLEASE_UNSUPPORTED', message);
+  }
+}
+
 /** The error class of each code. */
 export interface PortleaseErrorByCode {
   PORTLEASE_EXHAUSTED: PortsExhaustedError;
@@ -219,6 +240,7 @@ export interface PortleaseErrorByCode {
   PORTLEASE_OWNER_NOT_ALIVE: OwnerNotAliveError;
   PORTLEASE_HOST_UNAVAILABLE: HostUnavailableError;
   PORTLEASE_RESOURCES: ResourcesExhaustedError;
+  PORTLEASE_UNSUPPORTED: UnsupportedError;
 }
 
 /**

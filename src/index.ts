@@ -3,7 +3,7 @@
  * This entry only re-exports; each concept lives in its own module.
  */
 export { PortAllocator } from './allocator.js';
-export type { ClaimInfo, Lease, ListOptions, ReleaseFilter } from './allocator.js';
+export type { ClaimInfo, Lease, ListeningSockets, ListOptions, ReleaseFilter, StickyPorts } from './allocator.js';
 export { claimPorts, findSequentialPorts, getDefaultAllocator, listClaims, reapClaims, release } from './default-allocator.js';
 export type { ClaimPortsOptions } from './default-allocator.js';
 export { claimOnce } from './claim-once.js';
@@ -17,6 +17,7 @@ export {
   ResourcesExhaustedError,
   StateIoError,
   UnsafeStateDirError,
+  UnsupportedError,
 } from './errors.js';
 export type { ExhaustedDetail, PortleaseErrorByCode, PortleaseErrorCode } from './errors.js';
 export { SHARED_STATE_DIR_ENV, STATE_DIR_ENV } from './options.js';

@@ -1,4 +1,6 @@
 import { claimedPorts } from './claims.js';
+import { listenOn, type ListeningSockets } from './listen.js';
+import type { StickyEntry } from './sticky-memory.js';
 import type { ClaimRecord } from './state-format.js';
 
 /** Ports held for their owner until released, or until the owner exits. */
@@ -15,6 +17,25 @@ export interface Lease extends AsyncDisposable {
   readonly label: string | undefined;
   /** Gives the ports back. Safe to call more than once. */
   release(): Promise<void>;
+  /**
+   * Listens on every port now, on `host` (default: the lease's host), and returns the
+   * listening sockets: for a server in this process, or to hand to a child process as fds
+   * 3, 4, ... (socket activation), so that no other process can bind a port between the
+   * claim and the server's start. The lease is not released when the sockets close.
+   *
+   * @example
+   * ```ts
+   * const lease = await claimPorts({ count: 2, host: '127.0.0.1' });
+   * const sockets = await lease.listen();
+   * const child = spawn('sh', ['-c', 'LISTEN_PID=$$; export LISTEN_PID; exec "$@"', 'sh', 'my-server'], {
+   *   stdio: ['inherit', 'inherit', 'inherit', ...sockets.fds()],
+   *   env: { ...process.env, ...sockets.env(['api', 'metrics']) },
+   * });
+   * await sockets.close(); // the child holds its own copies
+   * ```
+   * @throws Node's listen error (`EADDRINUSE`) for a port a process outside portlease bound since the probe.
+   */
+  listen(host?: string): Promise<ListeningSockets>;
 }
 
 /** A claim as reported by {@link PortAllocator.list}. */
@@ -35,6 +56,21 @@ export interface ClaimInfo {
   expiresAt: Date | undefined;
   /** Whether the claim still holds its ports (owner alive, or TTL not reached). */
   live: boolean;
+}
+
+/** The ports a label held last, as {@link PortAllocator.listSticky} reports them. */
+export interface StickyPorts {
+  /** The label of the sticky claims. */
+  label: string;
+  /** The ports its last claim got. */
+  ports: number[];
+  /** When that was. */
+  usedAt: Date;
+}
+
+/** How `listSticky` reports a remembered label. */
+export function toStickyPorts(entry: StickyEntry): StickyPorts {
+  return { label: entry.label, ports: Array.from({ length: entry.count }, (_, i) => entry.start + i), usedAt: new Date(entry.usedAt) };
 }
 
 /** Which claims {@link PortAllocator.releaseWhere} gives back; omitted fields match anything. */
@@ -61,7 +97,17 @@ export function toLease(claim: ClaimRecord, drop: () => Promise<void>): Lease {
     released ??= drop();
     return released;
   };
-  return { ports, port: claim.start, host: claim.host, pid: claim.pid, label: claim.label, release, [Symbol.asyncDispose]: release };
+  const listen = (host: string = claim.host): Promise<ListeningSockets> => listenOn(ports, host);
+  return {
+    ports,
+    port: claim.start,
+    host: claim.host,
+    pid: claim.pid,
+    label: claim.label,
+    release,
+    listen,
+    [Symbol.asyncDispose]: release,
+  };
 }
 
 /** How `list` reports a stored claim. */

@@ -9,6 +9,7 @@ import type { ResolvedClaimOptions } from './options.js';
 import { ensureOwnBeacon } from './owner-beacon.js';
 import { newClaimId } from './process-state.js';
 import type { SkippedPorts } from './skipped-ports.js';
+import { readStickyMemory, rememberSticky } from './sticky-memory.js';
 import { type ClaimRecord, freezeRecord, type StateData } from './state-format.js';
 import type { ChangeOutcome } from './transaction.js';
 
@@ -44,6 +45,15 @@ export interface ClaimSearch {
   readonly skipped: SkippedPorts;
   /** The owner check of this critical section. */
   readonly isAlive: OwnerCheck;
+  /** For a sticky claim: the memory file, and the mode a new one gets. */
+  readonly sticky?: { file: string; mode: number } | undefined;
+}
+
+/** Where a sticky claim's label held its ports last, if that run lies within `base`..`max`. */
+function rememberedStart(request: ResolvedClaimOptions, file: string): number | undefined {
+  const entry = readStickyMemory(file).find((remembered) => remembered.label === request.label);
+  if (entry === undefined || entry.start < request.base || entry.start + request.count - 1 > request.max) return undefined;
+  return entry.start;
 }
 
 /**
@@ -56,17 +66,20 @@ export function recordNewClaim(state: StateData, search: ClaimSearch, previous: 
   const { request, skipped, busy } = search;
   if (previous !== undefined) state.claims = state.claims.filter((claim) => claim.id !== previous.id);
   const now = Date.now();
-  const { start, dead } = findFreeRun(
-    state.claims,
-    request.base,
-    request.count,
-    (port) => skipped.has(port) || busy.has(port),
-    (claim) => isClaimLive(claim, now, search.isAlive),
-  );
+  const isBlocked = (port: number): boolean => skipped.has(port) || busy.has(port);
+  const isLive = (claim: ClaimRecord): boolean => isClaimLive(claim, now, search.isAlive);
+  const sticky = search.sticky === undefined ? undefined : rememberedStart(request, search.sticky.file);
+  // The remembered run alone first (a search from it that may not go past it), then the usual search.
+  const remembered =
+    sticky === undefined ? undefined : findFreeRun(state.claims, sticky, request.count, isBlocked, isLive, sticky + request.count - 1);
+  const { start, dead } =
+    remembered?.start !== undefined ? remembered : findFreeRun(state.claims, request.base, request.count, isBlocked, isLive, request.max);
+  for (const claim of remembered?.dead ?? []) dead.add(claim);
   if (dead.size > 0) state.claims = state.claims.filter((claim) => !dead.has(claim));
   if (start === undefined) {
     throw new PortsExhaustedError(request.base, request.count, {
-      skipped: ['claimed ports', ...skipped.describe(request.base)],
+      skipped: ['claimed ports', ...skipped.describe(request.base, request.max)],
+      max: request.max,
       busy: busy.size,
       host: request.host,
     });
@@ -83,5 +96,8 @@ export function recordNewClaim(state: StateData, search: ClaimSearch, previous: 
     ...(request.label === undefined ? {} : { label: request.label }),
   });
   state.claims.push(claim);
+  if (search.sticky !== undefined) {
+    rememberSticky(search.sticky.file, { label: request.label!, start, count: request.count, usedAt: now }, search.sticky.mode);
+  }
   return { changed: true, result: claim };
 }

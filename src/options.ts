@@ -1,8 +1,18 @@
-import { isIP } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import envPaths from 'env-paths';
-import { MAX_PORT, mergeRanges, type PortExclusion, type PortRange } from './port-ranges.js';
+import {
+  describe,
+  isValidHost,
+  requireBoolean,
+  requireExclusions,
+  requireInteger,
+  requireProtocol,
+  requireRange,
+} from './option-checks.js';
+import { MAX_PORT, type PortExclusion, type PortRange } from './port-ranges.js';
+
+export { isValidHost } from './option-checks.js';
 
 /** Which port spaces a claimed port must be free in: TCP, UDP, or both. */
 export type Protocol = 'tcp' | 'udp' | 'both';
@@ -61,6 +71,26 @@ export interface ClaimOptions {
    * @default false
    */
   allowUnsafePorts?: boolean | undefined;
+  /**
+   * Also hand out ports the OS reserves: Linux `ip_local_reserved_ports` (kept for services
+   * that bind later), Windows' excluded port ranges (Hyper-V, WinNAT; binds there fail anyway).
+   * @default false
+   */
+  allowReservedPorts?: boolean | undefined;
+  /**
+   * Highest port to hand out: the whole run lies at or below it (a firewall's range, a
+   * team's port block). A search that finds nothing up to here fails with `PORTLEASE_EXHAUSTED`.
+   * @default 65535
+   */
+  max?: number | undefined;
+  /**
+   * First try the ports this claim's `label` held last time (remembered in the state
+   * directory, across releases and restarts), if they are free and unclaimed; else search
+   * as usual. For dev servers that want the same port every run (bookmarks, OAuth redirect
+   * URIs). Needs a `label`.
+   * @default false
+   */
+  sticky?: boolean | undefined;
 }
 
 /** {@link ClaimOptions} with every default filled in and every value checked. */
@@ -76,6 +106,9 @@ export interface ResolvedClaimOptions {
   exclude: PortRange[];
   allowEphemeralPorts: boolean;
   allowUnsafePorts: boolean;
+  allowReservedPorts: boolean;
+  max: number;
+  sticky: boolean;
 }
 
 /** Settings of a {@link PortAllocator}. */
@@ -166,79 +199,6 @@ const DEFAULT_STALE_MS = 2000;
 // be told from the old one within the same second.
 const MIN_STALE_MS = 2000;
 const MAX_LABEL_LENGTH = 200;
-// RFC 1123 host name: dot-separated labels of letters, digits and inner hyphens.
-const HOSTNAME_PATTERN = /^(?=.{1,253}$)[a-z\d](?:[a-z\d-]{0,61}[a-z\d])?(?:\.[a-z\d](?:[a-z\d-]{0,61}[a-z\d])?)*\.?$/i;
-
-function describe(value: unknown): string {
-  if (typeof value === 'string') return JSON.stringify(value);
-  if (typeof value === 'bigint') return `${value}n`;
-  return String(value);
-}
-
-function requireInteger(name: string, value: unknown, min: number, max: number): number {
-  if (typeof value !== 'number') {
-    throw new TypeError(`Expected option \`${name}\` to be a number, got ${describe(value)} (${typeof value}).`);
-  }
-  if (!Number.isInteger(value) || value < min || value > max) {
-    throw new RangeError(`Expected option \`${name}\` to be an integer from ${min} to ${max}, got ${describe(value)}.`);
-  }
-  return value;
-}
-
-/** Whether `host` is an IP literal or a well-formed host name. */
-export function isValidHost(host: string): boolean {
-  return isIP(host) !== 0 || HOSTNAME_PATTERN.test(host);
-}
-
-function requireBoolean(name: string, value: unknown): boolean {
-  if (typeof value !== 'boolean') {
-    throw new TypeError(`Expected option \`${name}\` to be a boolean, got ${describe(value)} (${typeof value}).`);
-  }
-  return value;
-}
-
-const PROTOCOLS: readonly Protocol[] = ['tcp', 'udp', 'both'];
-
-function requireProtocol(value: unknown): Protocol {
-  if (typeof value !== 'string') {
-    throw new TypeError(`Expected option \`protocol\` to be a string, got ${describe(value)} (${typeof value}).`);
-  }
-  if (!(PROTOCOLS as readonly string[]).includes(value)) {
-    throw new RangeError(`Expected option \`protocol\` to be 'tcp', 'udp' or 'both', got ${describe(value)}.`);
-  }
-  return value as Protocol;
-}
-
-/** Checks a `[first, last]` port range; `name` is the option, for the message. */
-function requireRange(name: string, value: unknown): PortRange {
-  if (!Array.isArray(value) || value.length !== 2) {
-    const what = name === 'exclude' ? 'entries to be ports or [first, last] ranges' : 'to be a [first, last] port range';
-    throw new TypeError(`Expected option \`${name}\` ${what}, got ${JSON.stringify(value) ?? describe(value)}.`);
-  }
-  const first = requireInteger(name, value[0], 1, MAX_PORT);
-  const last = requireInteger(name, value[1], 1, MAX_PORT);
-  if (first > last) {
-    throw new RangeError(`Expected option \`${name}\` ranges to be [first, last] with first <= last, got [${first}, ${last}].`);
-  }
-  return [first, last];
-}
-
-function requireExclusions(value: unknown): PortRange[] {
-  if (!Array.isArray(value)) {
-    throw new TypeError(
-      `Expected option \`exclude\` to be an array of ports and [first, last] ranges, got ${describe(value)} (${typeof value}).`,
-    );
-  }
-  return mergeRanges(
-    value.map((entry: unknown) => {
-      if (typeof entry === 'number') {
-        const port = requireInteger('exclude', entry, 1, MAX_PORT);
-        return [port, port] as const;
-      }
-      return requireRange('exclude', entry);
-    }),
-  );
-}
 
 /**
  * Checks a caller's claim options and fills in the defaults. Throws `TypeError` or
@@ -277,7 +237,32 @@ export function resolveClaimOptions(input: ClaimOptions = {}): ResolvedClaimOpti
   const exclude = requireExclusions(input.exclude ?? []);
   const allowEphemeralPorts = requireBoolean('allowEphemeralPorts', input.allowEphemeralPorts ?? false);
   const allowUnsafePorts = requireBoolean('allowUnsafePorts', input.allowUnsafePorts ?? false);
-  return { base, count, host, label, pid, ttlMs, protocol, exclude, allowEphemeralPorts, allowUnsafePorts };
+  const allowReservedPorts = requireBoolean('allowReservedPorts', input.allowReservedPorts ?? false);
+  const max = requireInteger('max', input.max ?? MAX_PORT, 1, MAX_PORT);
+  if (base + count - 1 > max) {
+    throw new RangeError(
+      `Expected option \`max\` to leave room for ${count} port${count === 1 ? '' : 's'} from base ${base} (at least ${base + count - 1}), got ${max}.`,
+    );
+  }
+  const sticky = requireBoolean('sticky', input.sticky ?? false);
+  if (sticky && label === undefined) {
+    throw new TypeError('Expected option `label` with `sticky: true`: the label names the ports to remember.');
+  }
+  return {
+    base,
+    count,
+    host,
+    label,
+    pid,
+    ttlMs,
+    protocol,
+    exclude,
+    allowEphemeralPorts,
+    allowUnsafePorts,
+    allowReservedPorts,
+    max,
+    sticky,
+  };
 }
 
 /**

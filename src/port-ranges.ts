@@ -101,6 +101,8 @@ export interface SkipRules {
   unsafe: boolean;
   /** The caller's exclusions, merged and sorted. */
   exclude: readonly PortRange[];
+  /** Ports the OS reserves, and what they are called, when they are skipped. */
+  reserved?: { ranges: readonly PortRange[]; source: string } | undefined;
 }
 
 /**
@@ -115,6 +117,7 @@ export class BlockedPorts {
     if (rules.ephemeral !== undefined) this.blockRange(rules.ephemeral);
     if (rules.unsafe) for (const port of UNSAFE_PORTS) this.blocked[port] = 1;
     for (const range of rules.exclude) this.blockRange(range);
+    for (const range of rules.reserved?.ranges ?? []) this.blockRange(range);
   }
 
   /** Whether the rules skip `port`. */
@@ -122,16 +125,19 @@ export class BlockedPorts {
     return this.blocked[port] === 1;
   }
 
-  /** The rules that matter from `base` up, for an exhausted-search message: `ephemeral ports 32768-60999, ...`. */
-  describe(base: number): string[] {
+  /** The rules that matter from `base` to `max`, for an exhausted-search message: `ephemeral ports 32768-60999, ...`. */
+  describe(base: number, max: number = MAX_PORT): string[] {
     const parts: string[] = [];
-    const { ephemeral, unsafe, exclude } = this.rules;
-    if (ephemeral !== undefined && ephemeral[1] >= base) parts.push(`ephemeral ports ${formatRanges([ephemeral])}`);
-    const unsafeAbove = UNSAFE_PORTS.filter((port) => port >= base);
-    if (unsafe && unsafeAbove.length > 0)
-      parts.push(`browser-unsafe ports ${formatRanges(mergeRanges(unsafeAbove.map((port) => [port, port])))}`);
-    const excluded = exclude.filter(([, last]) => last >= base);
+    const { ephemeral, unsafe, exclude, reserved } = this.rules;
+    const within = ([first, last]: PortRange): boolean => last >= base && first <= max;
+    if (ephemeral !== undefined && within(ephemeral)) parts.push(`ephemeral ports ${formatRanges([ephemeral])}`);
+    const unsafeWithin = UNSAFE_PORTS.filter((port) => port >= base && port <= max);
+    if (unsafe && unsafeWithin.length > 0)
+      parts.push(`browser-unsafe ports ${formatRanges(mergeRanges(unsafeWithin.map((port) => [port, port])))}`);
+    const excluded = exclude.filter(within);
     if (excluded.length > 0) parts.push(`excluded ports ${formatRanges(excluded)}`);
+    const reservedWithin = reserved?.ranges.filter(within) ?? [];
+    if (reservedWithin.length > 0) parts.push(`reserved ports ${formatRanges(reservedWithin)} (${reserved!.source})`);
     return parts;
   }
 

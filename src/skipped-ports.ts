@@ -1,4 +1,5 @@
 import { BlockedPorts, MAX_PORT, type PortRange, systemEphemeralRange } from './port-ranges.js';
+import { systemReservedPorts } from './reserved-ports.js';
 import type { ResolvedClaimOptions } from './options.js';
 import type { OpensThatMatter, SocketTable } from './socket-table.js';
 
@@ -39,12 +40,12 @@ export class SkippedPorts {
     return this.rules.has(port) || (this.inUse instanceof Uint8Array && this.inUse[port] === 1);
   }
 
-  /** What was passed over from `base` up, for the "exhausted" message. */
-  describe(base: number): string[] {
-    const parts = this.rules.describe(base);
+  /** What was passed over from `base` to `max`, for the "exhausted" message. */
+  describe(base: number, max: number = MAX_PORT): string[] {
+    const parts = this.rules.describe(base, max);
     if (this.inUse instanceof Uint8Array) {
       let count = 0;
-      for (let port = base; port <= MAX_PORT; port++) count += this.inUse[port]!;
+      for (let port = base; port <= max; port++) count += this.inUse[port]!;
       if (count > 0) parts.push(`${count} port${count === 1 ? '' : 's'} used by local TCP sockets`);
     }
     return parts;
@@ -67,9 +68,10 @@ export class BlockedPortsCache {
   /** The rules of `request`. */
   for(request: ResolvedClaimOptions): BlockedPorts {
     const ephemeral = request.allowEphemeralPorts ? undefined : (this.ephemeralPortRange ?? systemEphemeralRange());
-    const key = `${ephemeral?.join('-') ?? ''}|${request.allowUnsafePorts}|${JSON.stringify(request.exclude)}`;
+    const reserved = request.allowReservedPorts ? undefined : systemReservedPorts();
+    const key = `${ephemeral?.join('-') ?? ''}|${request.allowUnsafePorts}|${JSON.stringify(request.exclude)}|${reserved !== undefined}`;
     if (this.last?.key !== key)
-      this.last = { key, rules: new BlockedPorts({ ephemeral, unsafe: !request.allowUnsafePorts, exclude: request.exclude }) };
+      this.last = { key, rules: new BlockedPorts({ ephemeral, unsafe: !request.allowUnsafePorts, exclude: request.exclude, reserved }) };
     return this.last.rules;
   }
 }

@@ -11,6 +11,8 @@ export interface StatePaths {
   stateFile: string;
   /** The socket table this host's processes share (see socket-table.ts). */
   socketCacheFile: string;
+  /** Which ports each label of a sticky claim held last (see sticky-memory.ts). */
+  stickyFile: string;
 }
 
 /** Paths of the state of `host` (default: this machine) inside `dir`. */
@@ -22,6 +24,7 @@ export function statePaths(dir: string, host: string = hostname()): StatePaths {
     dir: absoluteDir,
     stateFile: join(absoluteDir, `claims-${safeHost}.jsonl`),
     socketCacheFile: join(absoluteDir, `sockets-${safeHost}.json`),
+    stickyFile: join(absoluteDir, `sticky-${safeHost}.json`),
   };
 }
 

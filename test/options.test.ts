@@ -94,6 +94,9 @@ describe('defaults', () => {
       exclude: [],
       allowEphemeralPorts: false,
       allowUnsafePorts: false,
+      allowReservedPorts: false,
+      max: 65535,
+      sticky: false,
     });
     expect(resolveClaimOptions({ exclude: [[20, 30], 5, [25, 40], 41] }).exclude).toEqual([
       [5, 5],

@@ -79,6 +79,16 @@ describe.skipIf(!hasMkfifo)(`planted files${hasMkfifo ? '' : ' (skipped: no mkfi
     expect(error).toBeInstanceOf(StateIoError);
   });
 
+  it('a FIFO as the sticky memory is read as empty and replaced by the claim, never waited on', async () => {
+    execFileSync('mkfifo', [statePaths(stateDir).stickyFile]);
+    const base = await freeRunBase(1);
+    const allocator = new PortAllocator({ stateDir });
+    const lease = await allocator.claim({ base, sticky: true, label: 'planted' });
+    expect(lease.port).toBe(base);
+    expect(allocator.listSticky()).toMatchObject([{ label: 'planted', ports: [base] }]);
+    await lease.release();
+  });
+
   it('a FIFO as the socket table cache is ignored (the table is read from the kernel) and the claim succeeds', async () => {
     execFileSync('mkfifo', [statePaths(stateDir).socketCacheFile]);
     const base = await freeRunBase(1);

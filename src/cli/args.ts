@@ -25,12 +25,15 @@ export const COMMON_OPTIONS = {
 export const CLAIM_SHAPE_OPTIONS = {
   count: { type: 'string', short: 'n' },
   base: { type: 'string' },
+  max: { type: 'string' },
   host: { type: 'string' },
   label: { type: 'string' },
   protocol: { type: 'string' },
   exclude: { type: 'string' },
   'allow-ephemeral': { type: 'boolean' },
   'allow-unsafe': { type: 'boolean' },
+  'allow-reserved': { type: 'boolean' },
+  sticky: { type: 'boolean' },
 } as const satisfies ParseArgsOptionsConfig;
 
 /** The values of parsed options: booleans for flags, strings otherwise, absent when not given. */
@@ -130,11 +133,14 @@ export function claimShape(values: OptionValues<typeof CLAIM_SHAPE_OPTIONS>): Cl
   return {
     count: parseWholeNumber('count', values.count),
     base: parseWholeNumber('base', values.base),
+    max: parseWholeNumber('max', values.max),
     host: values.host,
     label: values.label,
     protocol: values.protocol as Protocol | undefined,
     exclude: parseExclusions(values.exclude),
     allowEphemeralPorts: values['allow-ephemeral'],
     allowUnsafePorts: values['allow-unsafe'],
+    allowReservedPorts: values['allow-reserved'],
+    sticky: values.sticky,
   };
 }

@@ -13,6 +13,21 @@ import { parseDuration } from './duration.js';
 import { HELP } from './help.js';
 import { openAllocator } from './open-allocator.js';
 import { defaultOwner } from './owner.js';
+import { countFor, envLines, parseNames, parsePrefix, type PortNaming } from './port-variables.js';
+
+const FORMATS = ['plain', 'env', 'json'] as const;
+type Format = (typeof FORMATS)[number];
+
+/** `--format`, with `--json` as its older spelling of `--format json`. */
+function parseFormat(format: string | undefined, json: boolean | undefined): Format {
+  if (format !== undefined && !(FORMATS as readonly string[]).includes(format)) {
+    throw new UsageError(`Expected --format to be plain, env or json, got ${JSON.stringify(format)}. See 'portlease claim --help'.`);
+  }
+  if (json === true && format !== undefined && format !== 'json') {
+    throw new UsageError(`--json and --format ${format} contradict each other. See 'portlease claim --help'.`);
+  }
+  return json === true ? 'json' : ((format as Format | undefined) ?? 'plain');
+}
 
 /**
  * The owner to record when no process can own the claim (the CLI is PID 1 of its
@@ -33,6 +48,9 @@ export async function runClaim(args: string[]): Promise<number> {
     pid: { type: 'string' },
     ttl: { type: 'string' },
     json: { type: 'boolean' },
+    format: { type: 'string' },
+    names: { type: 'string' },
+    prefix: { type: 'string' },
     ...COMMON_OPTIONS,
   });
   if (values.help === true) {
@@ -46,21 +64,29 @@ export async function runClaim(args: string[]): Promise<number> {
       "--pid and --ttl exclude each other: a claim lives either as long as a process or for a time. See 'portlease claim --help'.",
     );
   }
+  const format = parseFormat(values.format, values.json);
+  const naming: PortNaming = { prefix: parsePrefix(values.prefix), names: parseNames(values.names) };
+  const shape = claimShape(values);
+  const count = countFor(shape.count, naming.names);
   const ttlMs = values.ttl === undefined ? undefined : asUsage('claim', () => parseDuration(values.ttl!, '--ttl'));
   const pid = parseWholeNumber('pid', values.pid) ?? defaultOwner() ?? ttlOwner(ttlMs);
-  const request = asUsage('claim', () => resolveClaimOptions({ ...claimShape(values), pid, ttlMs }));
+  const request = asUsage('claim', () => resolveClaimOptions({ ...shape, count, pid, ttlMs }));
   const allocator = openAllocator('claim', values['state-dir']);
   const lease = await allocator.claim(request);
-  let expiresAt: string | null = null;
-  if (values.json === true && ttlMs !== undefined) {
+  if (format === 'env') {
+    process.stdout.write(envLines(naming, lease.ports));
+  } else if (format === 'json') {
     // The exact expiry is the one recorded under the lock.
-    const info = (await allocator.list({ includeDead: true })).find((claim) => claim.ports[0] === lease.port && claim.pid === lease.pid);
-    expiresAt = info?.expiresAt?.toISOString() ?? null;
+    const info =
+      ttlMs === undefined
+        ? undefined
+        : (await allocator.list({ includeDead: true })).find((claim) => claim.ports[0] === lease.port && claim.pid === lease.pid);
+    const names = naming.names === undefined ? {} : { names: Object.fromEntries(naming.names.map((name, i) => [name, lease.ports[i]])) };
+    const { ports, host, pid: owner } = lease;
+    const expiresAt = info?.expiresAt?.toISOString() ?? null;
+    process.stdout.write(`${JSON.stringify({ ports, host, pid: owner, label: lease.label ?? null, expiresAt, ...names })}\n`);
+  } else {
+    process.stdout.write(`${lease.ports.join(' ')}\n`);
   }
-  process.stdout.write(
-    values.json === true
-      ? `${JSON.stringify({ ports: lease.ports, host: lease.host, pid: lease.pid, label: lease.label ?? null, expiresAt })}\n`
-      : `${lease.ports.join(' ')}\n`,
-  );
   return 0;
 }

@@ -29,7 +29,9 @@ export function describeFailure(error: unknown): { line: string; exitCode: numbe
   if (error instanceof UsageError) return { line: oneLine(`${error.code}: ${error.message}`), exitCode: EXIT_CODES.usage };
   if (isPortleaseError(error, 'PORTLEASE_EXHAUSTED')) {
     return {
-      line: oneLine(`${error.code}: ${error.message} Try another --base or a smaller --count; 'portlease list' shows who holds what.`),
+      line: oneLine(
+        `${error.code}: ${error.message} Try another --base, a smaller --count or a higher --max; 'portlease list' shows who holds what.`,
+      ),
       exitCode: EXIT_CODES.exhausted,
     };
   }

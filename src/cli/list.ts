@@ -28,6 +28,11 @@ function toJson(claim: ClaimInfo, now: number) {
   };
 }
 
+/** A label as a terminal shows it safely: control characters replaced. */
+function printable(text: string): string {
+  return text.replace(/\p{Cc}/gu, '?');
+}
+
 function portRange(ports: readonly number[]): string {
   return ports.length === 1 ? String(ports[0]) : `${ports[0]}-${ports[ports.length - 1]}`;
 }
@@ -61,24 +66,37 @@ export async function runList(args: string[]): Promise<number> {
   noPositionals('list', positionals);
   const allocator = openAllocator('list', values['state-dir']);
   const claims = await allocator.list({ includeDead: true });
+  const sticky = allocator.listSticky();
   const now = Date.now();
   if (values.json === true) {
-    process.stdout.write(`${JSON.stringify({ stateFile: allocator.stateFile, claims: claims.map((claim) => toJson(claim, now)) })}\n`);
+    const remembered = sticky.map(({ label, ports, usedAt }) => ({ label, ports, usedAt: usedAt.toISOString() }));
+    const json = { stateFile: allocator.stateFile, claims: claims.map((claim) => toJson(claim, now)), sticky: remembered };
+    process.stdout.write(`${JSON.stringify(json)}\n`);
     return 0;
   }
-  if (claims.length === 0) {
-    process.stdout.write(`No claims in ${allocator.stateFile}\n`);
-    return 0;
+  const sections: string[] = [];
+  if (claims.length === 0) sections.push(`No claims in ${allocator.stateFile}`);
+  else {
+    const rows = claims.map((claim) => [
+      portRange(claim.ports),
+      claim.host,
+      String(claim.pid),
+      statusOf(claim, now),
+      printable(claim.label ?? '-'),
+      formatDuration(now - claim.createdAt.getTime()),
+      expiry(claim, now),
+    ]);
+    sections.push(table([['PORTS', 'HOST', 'PID', 'STATUS', 'LABEL', 'AGE', 'EXPIRES'], ...rows]));
   }
-  const rows = claims.map((claim) => [
-    portRange(claim.ports),
-    claim.host,
-    String(claim.pid),
-    statusOf(claim, now),
-    claim.label?.replace(/\p{Cc}/gu, '?') ?? '-',
-    formatDuration(now - claim.createdAt.getTime()),
-    expiry(claim, now),
-  ]);
-  process.stdout.write(`${table([['PORTS', 'HOST', 'PID', 'STATUS', 'LABEL', 'AGE', 'EXPIRES'], ...rows])}\n`);
+  if (sticky.length > 0) {
+    // What --sticky claims will try first, most recently used first.
+    const rows = sticky.map(({ label, ports, usedAt }) => [
+      printable(label),
+      portRange(ports),
+      `${formatDuration(now - usedAt.getTime())} ago`,
+    ]);
+    sections.push(`Sticky ports:\n${table([['LABEL', 'PORTS', 'LAST USED'], ...rows])}`);
+  }
+  process.stdout.write(`${sections.join('\n\n')}\n`);
   return 0;
 }

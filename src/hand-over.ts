@@ -1,0 +1,56 @@
+/**
+ * Handing a claim to another owner: the same ports, id, label and TTL under a new PID, for a
+ * supervisor whose command exits while processes it started still use the ports.
+ */
+import { claimedPorts, toPortSet } from './claims.js';
+import { OwnerNotAliveError } from './errors.js';
+import { OwnerLiveness } from './foreign-owners.js';
+import { currentStartTime, readStartTime } from './liveness.js';
+import { type OwnerFields, ownerFields } from './new-claim.js';
+import { type ClaimRecord, freezeRecord, type StateData } from './state-format.js';
+import type { ChangeOutcome } from './transaction.js';
+
+const OWNER_KEYS: ReadonlySet<string> = new Set(['startTime', 'pidNs', 'beacon'] satisfies Array<keyof OwnerFields>);
+
+/**
+ * Inside the lock: gives the claims `match` picks to the owner `pid`, keeping their id,
+ * ports, label and TTL. The result is how many changed owner.
+ */
+export function reassignClaims(
+  state: StateData,
+  match: (claim: ClaimRecord) => boolean,
+  pid: number,
+  owner: OwnerFields,
+): ChangeOutcome<number> {
+  let changed = 0;
+  state.claims = state.claims.map((claim) => {
+    if (!match(claim)) return claim;
+    changed++;
+    // The old owner's start time, namespace and beacon describe another process.
+    const kept = Object.entries(claim).filter(([key]) => !OWNER_KEYS.has(key));
+    return freezeRecord({ ...(Object.fromEntries(kept) as Omit<ClaimRecord, keyof OwnerFields>), pid, ...owner });
+  });
+  return { changed: changed > 0, result: changed };
+}
+
+/**
+ * The change that hands the claims of `from` holding any of `ports` to `to`, for one
+ * transaction. Checks `to` first, before any lock is taken.
+ *
+ * @throws {OwnerNotAliveError} when `to` is not running.
+ */
+export function handOverChange(
+  stateDir: string,
+  shared: boolean,
+  ports: number | readonly number[],
+  from: number,
+  to: number,
+): (state: StateData) => ChangeOutcome<number> {
+  const wanted = toPortSet(ports)!;
+  const startTime = to === process.pid ? currentStartTime() : readStartTime(to);
+  if (startTime === null) throw new OwnerNotAliveError(to);
+  const owner = ownerFields(stateDir, shared, to, startTime);
+  const holds = (claim: ClaimRecord): boolean => claimedPorts(claim).some((port) => wanted.has(port));
+  // A PID names a process of this PID namespace only.
+  return (state) => reassignClaims(state, (claim) => claim.pid === from && !OwnerLiveness.isForeign(claim) && holds(claim), to, owner);
+}
