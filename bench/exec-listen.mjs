@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { median, quantile, table } from './lib.mjs';
 
-const cli = fileURLToPath(new URL('../dist/cli.js', import.meta.url));
+const cli = fileURLToPath(new URL('../dist/cli.cjs', import.meta.url));
 const runs = Number(process.argv[2] ?? 30);
 const stateDir = mkdtempSync(join(tmpdir(), 'portlease-bench-'));
 const variants = {

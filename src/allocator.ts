@@ -1,19 +1,11 @@
-import { claimedPorts, findFreeRun, isClaimLive, memoizeOwnerCheck, type OwnerCheck, removePorts, toPortSet } from './claims.js';
+import { claimedPorts, isClaimLive, memoizeOwnerCheck, type OwnerCheck, removePorts, toPortSet } from './claims.js';
 import { OwnerNotAliveError } from './errors.js';
 import { OwnerLiveness } from './foreign-owners.js';
-import {
-  type ClaimInfo,
-  type Lease,
-  type ListOptions,
-  type ReleaseFilter,
-  type StickyPorts,
-  toClaimInfo,
-  toLease,
-  toStickyPorts,
-} from './lease.js';
+import { type ClaimInfo, type Lease, type ListOptions, type ReleaseFilter, type StickyPorts, toClaimInfo, toStickyPorts } from './lease.js';
 import { currentStartTime, readStartTime } from './liveness.js';
 import { handOverChange } from './hand-over.js';
-import { isReleasedAtExit, ownerFields, recordNewClaim } from './new-claim.js';
+import { ownerFields, recordNewClaim, warmUpSearch } from './new-claim.js';
+import { dropWhere, OwnClaims } from './own-claims.js';
 import {
   type AllocatorOptions,
   type ClaimOptions,
@@ -23,24 +15,15 @@ import {
 } from './options.js';
 import { sweepDeadBeacons } from './beacon-probe.js';
 import { findBusyPorts } from './probe.js';
-import { claimsReleasedAtExit } from './process-state.js';
 import { BlockedPortsCache, SkippedPorts } from './skipped-ports.js';
 import { SocketTable } from './socket-table.js';
 import { readStickyMemory } from './sticky-memory.js';
-import { type ClaimRecord, freezeRecord, type StateData } from './state-format.js';
+import { type ClaimRecord, freezeRecord } from './state-format.js';
 import { statePaths, type StatePaths } from './state-dir.js';
-import { type ChangeOutcome, StateTransactions } from './transaction.js';
+import { StateTransactions } from './transaction.js';
 
 export type { ClaimInfo, Lease, ListOptions, ReleaseFilter, StickyPorts } from './lease.js';
 export type { ListeningSockets } from './listen.js';
-
-/** Drops the claims `drop` picks: one change whose result is how many went. */
-function dropWhere(state: StateData, drop: (claim: ClaimRecord) => boolean): ChangeOutcome<number> {
-  const before = state.claims.length;
-  state.claims = state.claims.filter((claim) => !drop(claim));
-  const dropped = before - state.claims.length;
-  return { changed: dropped > 0, result: dropped };
-}
 
 /**
  * Hands out free TCP ports to many processes on one host without races. Claims are
@@ -63,9 +46,8 @@ export class PortAllocator {
   private readonly socketTable: SocketTable | undefined;
   private readonly blockedPorts: BlockedPortsCache;
   private readonly owners: OwnerLiveness;
-  /** Ids of the claims this instance made for this process and has not given back: what a bare {@link release} gives back. */
-  private readonly ownClaims = new Set<string>();
-  private readonly leaseIds = new WeakMap<Lease, string>();
+  /** The claims this instance made for this process: what a bare {@link release} gives back. */
+  private readonly own: OwnClaims;
 
   /** @throws {TypeError | RangeError} when an option is invalid. */
   constructor(options: AllocatorOptions = {}) {
@@ -81,6 +63,7 @@ export class PortAllocator {
       : undefined;
     this.blockedPorts = new BlockedPortsCache(this.options.ephemeralPortRange);
     this.owners = new OwnerLiveness(this.paths.dir);
+    this.own = new OwnClaims(this.transactions, this.paths.stateFile);
   }
 
   /** Absolute path of this host's state file. */
@@ -105,9 +88,7 @@ export class PortAllocator {
     const ownerStartTime = request.pid === process.pid ? currentStartTime() : readStartTime(request.pid);
     if (ownerStartTime === null) throw new OwnerNotAliveError(request.pid);
     this.transactions.prepare();
-    const releasedAtExit = isReleasedAtExit(request)
-      ? claimsReleasedAtExit(this.paths.stateFile, (ids) => this.releaseAtExit(ids))
-      : undefined;
+    const releasedAtExit = this.own.exitSet(request);
     // Everything that can be done before taking the lock is, so the lock is held briefly even
     // by a fresh process whose code is still cold.
     const owner = ownerFields(this.paths.dir, this.options.sharedStateDir, request.pid, ownerStartTime);
@@ -115,7 +96,12 @@ export class PortAllocator {
     // that very range (the default) need not re-read the table for them.
     const opens = request.allowEphemeralPorts || this.options.ephemeralPortRange !== undefined ? 'all' : 'passive';
     const skipped = new SkippedPorts(this.blockedPorts.for(request), request.protocol === 'udp' ? undefined : this.socketTable, opens);
-    await this.owners.refresh(await this.warmUp());
+    // A fresh process reads the state and runs the lock and search code once before it
+    // contends: cold code is several times slower, and with many processes on few cores a
+    // holder slow on the CPU keeps everyone waiting.
+    const prefetched = await this.transactions.prefetch();
+    if (prefetched !== undefined) warmUpSearch(prefetched.claims);
+    await this.owners.refresh(prefetched?.claims);
     const busy = new Set<number>();
     const sticky = request.sticky ? { file: this.paths.stickyFile, mode: this.options.sharedStateDir ? 0o660 : 0o600 } : undefined;
     let tentative: ClaimRecord | undefined;
@@ -128,7 +114,7 @@ export class PortAllocator {
           return recordNewClaim(state, { request, owner, busy, skipped, isAlive: this.ownerCheck(), sticky }, previous);
         });
       } catch (error) {
-        if (previous !== undefined) await this.dropClaimQuietly(previous.id);
+        if (previous !== undefined) await this.own.dropQuietly(previous.id);
         throw error;
       }
       // Probed after the claim is recorded and the lock released: no cooperating process
@@ -137,17 +123,10 @@ export class PortAllocator {
       try {
         busyPorts = await findBusyPorts(claimedPorts(tentative), request.host, request.protocol);
       } catch (error) {
-        await this.dropClaimQuietly(tentative.id);
+        await this.own.dropQuietly(tentative.id);
         throw error;
       }
-      if (busyPorts.length === 0) {
-        releasedAtExit?.add(tentative.id);
-        const id = tentative.id;
-        if (request.pid === process.pid) this.ownClaims.add(id);
-        const lease = toLease(tentative, () => this.dropClaim(id, releasedAtExit));
-        this.leaseIds.set(lease, id);
-        return lease;
-      }
+      if (busyPorts.length === 0) return this.own.handOut(tentative, releasedAtExit);
       for (const port of busyPorts) busy.add(port);
     }
   }
@@ -174,7 +153,7 @@ export class PortAllocator {
    * exactly one claim.
    */
   release(ports?: number | readonly number[]): Promise<number[]> {
-    if (ports === undefined) return this.releaseIds(new Set(this.ownClaims));
+    if (ports === undefined) return this.own.releaseAll();
     return this.releaseWhere({ ports, pid: process.pid });
   }
 
@@ -183,12 +162,7 @@ export class PortAllocator {
    * leases of other allocators, or already released, are skipped. Resolves to the ports released.
    */
   releaseLeases(leases: Iterable<Lease>): Promise<number[]> {
-    const ids = new Set<string>();
-    for (const lease of leases) {
-      const id = this.leaseIds.get(lease);
-      if (id !== undefined) ids.add(id);
-    }
-    return this.releaseIds(ids);
+    return this.own.releaseLeases(leases);
   }
 
   /** Gives back the claims that match `filter` (for tools acting on behalf of others, like the CLI). */
@@ -255,64 +229,5 @@ export class PortAllocator {
   /** The owner check for one critical section (or one listing). */
   private ownerCheck(): OwnerCheck {
     return memoizeOwnerCheck((claim, ageMs) => this.owners.isAlive(claim, ageMs));
-  }
-
-  /**
-   * A fresh process reads the state and runs the lock and search code once before it
-   * contends: cold code is several times slower, and with many processes on few cores a
-   * holder slow on the CPU keeps everyone waiting. Returns the claims read, if it read.
-   */
-  private async warmUp(): Promise<readonly ClaimRecord[] | undefined> {
-    const state = await this.transactions.prefetch();
-    if (state !== undefined)
-      findFreeRun(
-        state.claims,
-        1,
-        1,
-        () => false,
-        () => true,
-      );
-    return state?.claims;
-  }
-
-  /** Gives back this process's claims with these ids, in one change. */
-  private async releaseIds(ids: ReadonlySet<string>): Promise<number[]> {
-    if (ids.size === 0) return [];
-    const released = await this.transactions.run((state) => {
-      const { kept, released } = removePorts(state.claims, (claim) => claim.pid === process.pid && ids.has(claim.id), undefined);
-      if (released.length > 0) state.claims = kept.map(freezeRecord);
-      return { changed: released.length > 0, result: released };
-    });
-    const releasedAtExit = claimsReleasedAtExit(this.paths.stateFile, (left) => this.releaseAtExit(left));
-    for (const id of ids) {
-      this.ownClaims.delete(id);
-      releasedAtExit.delete(id);
-    }
-    return released;
-  }
-
-  private async dropClaim(id: string, releasedAtExit: Set<string> | undefined): Promise<void> {
-    // Forgotten by the exit handler too, so a long-running process does not pile up ids.
-    releasedAtExit?.delete(id);
-    this.ownClaims.delete(id);
-    await this.transactions.run((state) => dropWhere(state, (claim) => claim.id === id));
-  }
-
-  /** Drops a tentative claim after a failure; a failure here must not hide the first one. */
-  private async dropClaimQuietly(id: string): Promise<void> {
-    try {
-      await this.dropClaim(id, undefined);
-    } catch {
-      // The claim stays until its owner exits and it is reaped.
-    }
-  }
-
-  /**
-   * At exit (of the process, or of this worker thread), gives back the claims this thread
-   * made for itself if the lock is free right now; otherwise they are reaped once this PID
-   * is gone.
-   */
-  private releaseAtExit(ids: ReadonlySet<string>): void {
-    this.transactions.runNowIfFree((state) => dropWhere(state, (claim) => claim.pid === process.pid && ids.has(claim.id)));
   }
 }
