@@ -128,8 +128,14 @@ function contention(processes, rounds = 3) {
   ];
 }
 
-const rows = [await hot('/tmp')];
-if (process.platform === 'linux') rows.push(await hot('/dev/shm'));
-rows.push(...cold(), contention(16), contention(32));
+// BENCH_PARTS=hot,cold,contention (default: all) narrows the run.
+const parts = new Set((process.env.BENCH_PARTS ?? 'hot,cold,contention').split(','));
+const rows = [];
+if (parts.has('hot')) {
+  rows.push(await hot('/tmp'));
+  if (process.platform === 'linux') rows.push(await hot('/dev/shm'));
+}
+if (parts.has('cold')) rows.push(...cold());
+if (parts.has('contention')) rows.push(contention(16), contention(32));
 console.log(`Before: ${other}; after: ${here}\n`);
 console.log(table(['measure', 'before', 'after', 'after ÷ before', 'note'], rows));
