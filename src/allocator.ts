@@ -77,7 +77,7 @@ export class PortAllocator {
    * owner (`pid`, default this process) exits, or its `ttlMs` passes.
    *
    * @throws {TypeError | RangeError} on invalid options, before touching any file.
-   * @throws {PortsExhaustedError} (`PORTLEASE_EXHAUSTED`) when no run fits below 65536.
+   * @throws {PortsExhaustedError} (`PORTLEASE_EXHAUSTED`) when no run fits between `base` and `max` (default 65535).
    * @throws {LockTimeoutError} (`PORTLEASE_LOCK_TIMEOUT`) when the lock stays held too long.
    * @throws {OwnerNotAliveError} (`PORTLEASE_OWNER_NOT_ALIVE`) when `pid` is not running.
    * @throws {HostUnavailableError} (`PORTLEASE_HOST_UNAVAILABLE`) when `host` is not this machine's.
@@ -117,6 +117,10 @@ export class PortAllocator {
         if (previous !== undefined) await this.own.dropQuietly(previous.id);
         throw error;
       }
+      // In the exit set from the moment it is recorded: a thread that ends while the claim is
+      // probed (its process lives on, so the PID never dies) still gives it back.
+      if (previous !== undefined) releasedAtExit?.delete(previous.id);
+      releasedAtExit?.add(tentative.id);
       // Probed after the claim is recorded and the lock released: no cooperating process
       // picks these ports meanwhile, and the lock is never held across a socket round trip.
       let busyPorts: number[];
@@ -143,9 +147,10 @@ export class PortAllocator {
 
   /**
    * Gives back ports. With no argument: every claim this allocator instance made for this
-   * process and still holds, and nothing else: not the claims of another instance, another
-   * worker thread or another copy of portlease, although they share this process's PID (a
-   * test runner's other files and threads). With ports: those ports, from whichever claims
+   * process and still holds, and nothing else: not the claims of another instance or another
+   * worker thread, although they share this process's PID (a test runner's other files and
+   * threads). The default allocator behind the module-level functions is one instance per
+   * directory and thread, shared by every copy of portlease loaded there. With ports: those ports, from whichever claims
    * of this process hold them, so a run can be given back in part. Ports not held are
    * ignored (never an error, never another process's claim). Resolves to the ports released.
    *
@@ -187,6 +192,17 @@ export class PortAllocator {
    */
   async handOver(ports: number | readonly number[], from: number, to: number = process.pid): Promise<number> {
     return this.transactions.run(handOverChange(this.paths.dir, this.options.sharedStateDir, ports, from, to));
+  }
+
+  /**
+   * Makes the live process `to` (default: this one) a second owner of the claims of `from`
+   * that hold any of `ports`: each gets a copy owned by `to`, so the ports stay claimed while
+   * either lives. For supervisors like `portlease exec`, whose command may exit while
+   * processes it started still run. Resolves to how many claims were shared.
+   * @throws {OwnerNotAliveError} (`PORTLEASE_OWNER_NOT_ALIVE`) when `to` is not running.
+   */
+  async share(ports: number | readonly number[], from: number, to: number = process.pid): Promise<number> {
+    return this.transactions.run(handOverChange(this.paths.dir, this.options.sharedStateDir, ports, from, to, true));
   }
 
   /**

@@ -7,6 +7,7 @@ import { OwnerNotAliveError } from './errors.js';
 import { OwnerLiveness } from './foreign-owners.js';
 import { currentStartTime, readStartTime } from './liveness.js';
 import { type OwnerFields, ownerFields } from './new-claim.js';
+import { newClaimId } from './process-state.js';
 import { type ClaimRecord, freezeRecord, type StateData } from './state-format.js';
 import type { ChangeOutcome } from './transaction.js';
 
@@ -34,8 +35,27 @@ export function reassignClaims(
 }
 
 /**
- * The change that hands the claims of `from` holding any of `ports` to `to`, for one
- * transaction. Checks `to` first, before any lock is taken.
+ * Inside the lock: adds, for each claim `match` picks, a copy owned by `pid` (a new id, the
+ * same ports, label and TTL), so the ports stay claimed while either owner lives. The
+ * result is how many claims were copied.
+ */
+export function shareClaims(
+  state: StateData,
+  match: (claim: ClaimRecord) => boolean,
+  pid: number,
+  owner: OwnerFields,
+): ChangeOutcome<number> {
+  const copies: StateData = { claims: state.claims.filter(match) };
+  if (copies.claims.length === 0) return { changed: false, result: 0 };
+  reassignClaims(copies, () => true, pid, owner);
+  state.claims.push(...copies.claims.map((claim) => freezeRecord({ ...claim, id: newClaimId() })));
+  return { changed: true, result: copies.claims.length };
+}
+
+/**
+ * The change that hands the claims of `from` holding any of `ports` to `to` (or, with
+ * `keep`, gives `to` a copy of each, see {@link shareClaims}), for one transaction. Checks
+ * `to` first, before any lock is taken.
  *
  * @throws {OwnerNotAliveError} when `to` is not running.
  */
@@ -45,6 +65,7 @@ export function handOverChange(
   ports: number | readonly number[],
   from: number,
   to: number,
+  keep = false,
 ): (state: StateData) => ChangeOutcome<number> {
   const wanted = toPortSet(ports)!;
   const startTime = to === process.pid ? currentStartTime() : readStartTime(to);
@@ -52,5 +73,6 @@ export function handOverChange(
   const owner = ownerFields(stateDir, shared, to, startTime);
   const holds = (claim: ClaimRecord): boolean => claimedPorts(claim).some((port) => wanted.has(port));
   // A PID names a process of this PID namespace only.
-  return (state) => reassignClaims(state, (claim) => claim.pid === from && !OwnerLiveness.isForeign(claim) && holds(claim), to, owner);
+  const match = (claim: ClaimRecord): boolean => claim.pid === from && !OwnerLiveness.isForeign(claim) && holds(claim);
+  return (state) => (keep ? shareClaims(state, match, to, owner) : reassignClaims(state, match, to, owner));
 }

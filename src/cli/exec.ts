@@ -104,6 +104,16 @@ function exitCode({ code, signal }: Exit): number {
   return code ?? 128 + (signal === null ? 0 : (constants.signals[signal] ?? 0));
 }
 
+/** Gives back the command's claim and portlease's share of it. */
+async function releaseBoth(allocator: PortAllocator, lease: Lease, commandPid: number): Promise<void> {
+  await allocator.releaseWhere({ ports: lease.ports, pid: [commandPid, process.pid] }).catch((error: unknown) => {
+    // Nothing of the command runs any more: once portlease exits too, the claims are dead and reaped.
+    process.stderr.write(
+      `portlease: could not release ${lease.ports.join(' ')} now (${(error as Error).message}); they are reaped later\n`,
+    );
+  });
+}
+
 async function releaseQuietly(lease: Lease): Promise<void> {
   await lease.release().catch((error: unknown) => {
     // Nothing of the command runs any more, so its claim is dead anyway and the next search reaps it.
@@ -144,7 +154,16 @@ async function startPlain({ argv, request, allocator }: ExecPlan): Promise<Start
   const control = child.stdio[3] as Writable;
   control.on('error', () => {}); // the trampoline may be gone (killed); its exit tells the rest
   try {
-    return { child, exited, control, lease: await allocator.claim({ ...request, pid: child.pid! }), extraEnv: {} };
+    const lease = await allocator.claim({ ...request, pid: child.pid! });
+    try {
+      // portlease owns the ports too, so they stay claimed from the command's exit until
+      // nothing of its group runs: a claim of the command's PID alone is dead from that exit.
+      await allocator.share(lease.ports, child.pid!, process.pid);
+    } catch (error) {
+      await releaseQuietly(lease);
+      throw error;
+    }
+    return { child, exited, control, lease, extraEnv: {} };
   } catch (error) {
     control.end(); // no `exec` line: the trampoline exits without running the command
     await exited.catch(() => undefined);
@@ -183,7 +202,8 @@ async function startListening(plan: ExecPlan): Promise<Started> {
   control.on('error', () => {});
   try {
     if (child.pid === undefined) await exited;
-    await plan.allocator.handOver(lease.ports, process.pid, child.pid);
+    // The command owns the ports too, so they outlive a SIGKILLed portlease while it runs.
+    await plan.allocator.share(lease.ports, process.pid, child.pid);
   } catch (error) {
     control.end();
     await exited.catch(() => undefined);
@@ -213,15 +233,10 @@ async function runInGroup(plan: ExecPlan): Promise<number> {
     const newArgv = hasPlaceholders(argv) ? expandPlaceholders(argv, variables) : undefined;
     control.end(trampolineScript({ env, argv: newArgv, listenPid: plan.listen }));
     const exit = await exited;
-    if (group.hasMembers()) {
-      // The command is gone but processes it started still run, maybe on the ports: the
-      // claim passes to portlease, so that it stays live until they are gone too.
-      await allocator.handOver(lease.ports, child.pid!).catch((error: unknown) => {
-        process.stderr.write(`portlease: could not keep ${lease.ports.join(' ')} claimed (${(error as Error).message})\n`);
-      });
-      await group.untilEmpty();
-    }
-    await releaseQuietly(lease);
+    // The command is gone, but processes it started may still run on the ports: the claim
+    // portlease shares keeps them until those are gone too.
+    if (group.hasMembers()) await group.untilEmpty();
+    await releaseBoth(allocator, lease, child.pid!);
     return exitCode(exit);
   } finally {
     stopWatching();
@@ -234,8 +249,9 @@ async function runInGroup(plan: ExecPlan): Promise<number> {
  * `portlease exec`: claims ports, runs the command with them in its environment and
  * placeholders, forwards SIGINT/SIGTERM/SIGHUP to its whole process group, releases once
  * nothing of that group runs and exits with the command's code (128+N for signal N). The
- * claim is owned by the command's process, so if portlease is SIGKILLed the ports stay
- * claimed exactly as long as the command still runs.
+ * ports are claimed for the command's process and for portlease both, so they stay claimed
+ * while either runs: after the command's exit while processes it started still run, and
+ * after a SIGKILLed portlease while the command runs.
  */
 export async function runExec(args: string[]): Promise<number> {
   const checked = plan(args);

@@ -3,7 +3,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { canBind, exited, fixturesDir, freeRunBase, makeStateDir } from '../helpers.js';
+import { canBind, exited, fixturesDir, forkFixture, freeRunBase, makeStateDir, nextMessage } from '../helpers.js';
 import { cliPath, finished, listClaims, startCli, waitFor } from './run-cli.js';
 
 let stateDir: string;
@@ -96,9 +96,14 @@ describe('portlease exec process groups', () => {
       exec.kill('SIGTERM');
       // Both servers got the signal (it went to the group, not just to sh) and linger on.
       await waitLines(/^stopping /, 2);
-      // sh dies of the signal; the claim passes to portlease exec itself and stays live.
-      await waitFor(async () => (await listClaims(stateDir))[0]?.pid === exec.pid, 'the claim to pass to portlease exec');
-      expect(await listClaims(stateDir)).toMatchObject([{ ports: [base, base + 1], pid: exec.pid, status: 'live' }]);
+      // sh dies of the signal; the claim portlease exec shares stays live, with no gap between.
+      await waitFor(
+        async () => (await listClaims(stateDir)).some((claim) => claim.pid !== exec.pid && claim.status === 'dead'),
+        "the command's own claim to die with sh",
+      );
+      expect(await listClaims(stateDir)).toContainEqual(
+        expect.objectContaining({ ports: [base, base + 1], pid: exec.pid, status: 'live' }),
+      );
       expect(servers.every(isLive)).toBe(true);
 
       writeFileSync(join(goDir, 'go'), '');
@@ -139,6 +144,54 @@ describe('portlease exec process groups', () => {
     expect(await listClaims(stateDir)).toEqual([]);
   });
 
+  it.skipIf(process.platform === 'win32')(
+    'a command that exits while what it started has not bound yet: its ports stay claimed, with no gap, even while the lock is busy',
+    async () => {
+      const base = await freeRunBase(3);
+      const go = join(goDir, 'go');
+      const exitNow = join(goDir, 'exit-now');
+      // sh starts a server that binds only once told to, and exits when told to.
+      const exec = startCli([
+        'exec',
+        '--state-dir',
+        stateDir,
+        '--base',
+        String(base),
+        '--host',
+        '127.0.0.1',
+        '--',
+        'sh',
+        '-c',
+        `"$0" "$1" {PORT} late "$2" & echo "sh $$"; while [ ! -e "$3" ]; do sleep 0.05; done; exit 0`,
+        process.execPath,
+        SERVER,
+        go,
+        exitNow,
+      ]);
+      children.push(exec);
+      const waitLines = lines(exec);
+      const done = finished(exec, 30_000);
+      const shPid = Number((await waitLines(/^sh \d+$/, 1))[0]!.split(' ')[1]);
+      // Another process holds the lock when sh exits: nothing can be handed over meanwhile.
+      const holder = forkFixture('hold-lock.mjs', [stateDir]);
+      children.push(holder);
+      expect(await nextMessage(holder)).toEqual({ locked: true });
+      writeFileSync(exitNow, '');
+      await waitFor(() => !isLive(shPid), 'sh to exit');
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      // A claim of the command's PID alone would be dead now, and the next search would take it.
+      const claims = await listClaims(stateDir);
+      expect(claims).toContainEqual(expect.objectContaining({ ports: [base], status: 'live' }));
+      holder.kill('SIGKILL');
+      await exited(holder);
+      writeFileSync(go, '');
+      const [listening] = await waitLines(/^listening /, 1);
+      expect(Number(listening!.split(' ')[1])).toBe(base);
+      expect((await done).code).toBe(0);
+      expect(await listClaims(stateDir)).toEqual([]);
+    },
+  );
+
   it.skipIf(process.platform === 'win32').each([
     ['its parent', false],
     // npm runs a bin through `sh -c`; SIGKILLed, npm leaves that shell waiting on.
@@ -164,7 +217,7 @@ describe('portlease exec process groups', () => {
     const [, port, server, execPid] = listening!.split(' ').map(Number);
     strays.push(childPid, execPid!, server!);
     expect(execPid === childPid).toBe(!throughShell);
-    expect(await listClaims(stateDir)).toMatchObject([{ ports: [port], pid: server, status: 'live' }]);
+    expect(await listClaims(stateDir)).toContainEqual(expect.objectContaining({ ports: [port], pid: server, status: 'live' }));
 
     parent.kill('SIGKILL');
     await exited(parent);
@@ -201,7 +254,7 @@ describe('portlease exec process groups', () => {
     const [listening] = await waitLines(/^listening /, 1);
     const [, port, server, execPid] = listening!.split(' ').map(Number);
     strays.push(execPid!, server!);
-    expect(await listClaims(stateDir)).toMatchObject([{ ports: [port], pid: server, status: 'live' }]);
+    expect(await listClaims(stateDir)).toContainEqual(expect.objectContaining({ ports: [port], pid: server, status: 'live' }));
     npm.kill('SIGKILL');
     await exited(npm);
     await waitFor(() => !isLive(server!) && !isLive(execPid!), 'the server and portlease exec to be gone', 15_000);
@@ -231,13 +284,16 @@ describe('portlease exec process groups', () => {
     );
     const execPid = Number((await finished(shell)).stdout.trim());
     strays.push(execPid);
-    await waitFor(async () => (await listClaims(stateDir)).length === 1, 'the claim');
-    const [claim] = await listClaims(stateDir);
+    // Two owners of one run: the command, and portlease exec sharing it.
+    await waitFor(async () => (await listClaims(stateDir)).length === 2, 'the claim');
+    const claim = (await listClaims(stateDir)).find((listed) => listed.pid !== execPid);
     strays.push(claim!.pid);
     // Reparented, and checked twice a second: a few checks later it still serves.
     await new Promise((resolve) => setTimeout(resolve, 1500));
     expect(isLive(execPid)).toBe(true);
-    expect(await listClaims(stateDir)).toMatchObject([{ pid: claim!.pid, status: 'live' }]);
+    const claims = await listClaims(stateDir);
+    expect(claims).toContainEqual(expect.objectContaining({ pid: claim!.pid, status: 'live' }));
+    expect(claims).toContainEqual(expect.objectContaining({ pid: execPid, status: 'live' }));
     process.kill(execPid, 'SIGTERM');
     await waitFor(() => !isLive(execPid), 'portlease exec to end on SIGTERM');
     expect(await listClaims(stateDir)).toEqual([]);

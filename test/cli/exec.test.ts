@@ -67,8 +67,10 @@ describe('portlease exec', () => {
     };
     expect(seen.env).toEqual([String(base), `${base} ${base + 1} ${base + 2}`, String(base), String(base + 1), String(base + 2), null]);
     expect(seen.args).toEqual(['a b', '$HOME', '*', '"q"']);
-    // The claim belongs to the command's own process, not to portlease.
-    expect(seen.claims).toMatchObject([{ ports: [base, base + 1, base + 2], pid: seen.pid, status: 'live' }]);
+    // The run is claimed for the command's own process, and shared by portlease exec.
+    expect(seen.claims).toHaveLength(2);
+    expect(seen.claims).toContainEqual(expect.objectContaining({ ports: [base, base + 1, base + 2], pid: seen.pid, status: 'live' }));
+    expect(seen.claims).toContainEqual(expect.objectContaining({ ports: [base, base + 1, base + 2], pid: child.pid, status: 'live' }));
     expect(await listClaims(stateDir)).toEqual([]);
   });
 
@@ -87,7 +89,10 @@ describe('portlease exec', () => {
       server.listen(Number(process.env.PORT), '127.0.0.1', () => console.log('listening ' + process.env.PORT));`;
     const child = exec(['--host', '127.0.0.1'], [process.execPath, '-e', server]);
     const port = Number((await line(child, /^listening \d+$/)).split(' ')[1]);
-    expect(await listClaims(stateDir)).toMatchObject([{ ports: [port], status: 'live' }]);
+    expect((await listClaims(stateDir)).map((claim) => [claim.ports, claim.status])).toEqual([
+      [[port], 'live'],
+      [[port], 'live'],
+    ]);
     const reply = await new Promise<string>((resolve, reject) => {
       let data = '';
       connect(port, '127.0.0.1')
@@ -118,7 +123,11 @@ describe('portlease exec', () => {
       ],
     );
     await line(child, /^ready$/);
-    expect(await listClaims(stateDir)).toHaveLength(1);
+    // One run, owned by the command and shared by portlease exec.
+    const claims = await listClaims(stateDir);
+    expect(claims).toHaveLength(2);
+    expect(claims[0]!.ports).toEqual(claims[1]!.ports);
+    expect(claims.map((claim) => claim.pid)).toContain(child.pid);
     const done = finished(child);
     child.kill('SIGTERM');
     const result = await done;
@@ -144,10 +153,13 @@ describe('portlease exec', () => {
     // 'exit', not 'close': the orphaned command still holds the inherited stdout open.
     expect(await exited(child)).toEqual({ code: null, signal: 'SIGKILL' });
     expect(isRunning(commandPid)).toBe(true);
-    expect(await listClaims(stateDir)).toMatchObject([{ pid: commandPid, status: 'live' }]);
+    // portlease's share died with it; the command's own claim lives on.
+    const claims = await listClaims(stateDir);
+    expect(claims).toContainEqual(expect.objectContaining({ pid: commandPid, status: 'live' }));
+    expect(claims).toContainEqual(expect.objectContaining({ pid: child.pid, status: 'dead' }));
     process.kill(commandPid, 'SIGKILL');
     await waitFor(() => !isRunning(commandPid), 'the orphaned command to be gone');
-    expect(await listClaims(stateDir)).toMatchObject([{ pid: commandPid, status: 'dead' }]);
+    expect((await listClaims(stateDir)).map((claim) => claim.status)).toEqual(['dead', 'dead']);
   });
 
   it('reports a command that does not exist with exit 127 and leaves no claim', async () => {
