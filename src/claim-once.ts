@@ -66,7 +66,9 @@ function inheritedLease(inherited: Inherited): Lease {
  * worker (Playwright's config, a vitest or jest setup file): all of them, and the servers the
  * runner starts (Playwright's `webServer`), then agree on one set of ports. A value left in
  * the environment by a process that no longer holds those ports (exported by hand, a dead
- * ancestor) is ignored and a new claim made.
+ * ancestor) is ignored and a new claim made. Worker threads each get a copy of the
+ * environment when they start: call it in the main thread before starting them, or each
+ * thread makes a claim of its own.
  *
  * @param name - Letters, digits and `_`; one claim per name per process tree.
  * @param options - As for {@link claimPorts}; used only by the process that claims.

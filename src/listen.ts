@@ -29,7 +29,7 @@ export interface ListeningSockets extends AsyncDisposable {
 
 function listenOne(port: number, host: string): Promise<Server> {
   return new Promise((resolve, reject) => {
-    // A connection that arrives before the child takes over is refused rather than held.
+    // This process never serves: a connection it accepts before the child takes over is reset.
     const server = createServer({ pauseOnConnect: true }, (socket) => socket.destroy());
     server.once('error', reject);
     // exclusive: never share the handle with cluster workers.

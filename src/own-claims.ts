@@ -33,8 +33,8 @@ export class OwnClaims {
 
   /**
    * Where the exit handler keeps the ids of `request`'s claims, if they are given back at exit
-   * (this process's own, with no TTL). Call before the claim is recorded, so that an exit
-   * while it is probed still finds it.
+   * (this process's own, with no TTL). The caller adds each tentative claim as soon as it is
+   * recorded, so that an exit while it is probed still finds it.
    */
   exitSet(request: ResolvedClaimOptions): Set<string> | undefined {
     return isReleasedAtExit(request) ? this.releasedAtExit() : undefined;

@@ -1,4 +1,5 @@
-import { closeSync, constants, fstatSync, openSync, readFileSync, readSync, renameSync, writeFileSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readFileSync, readlinkSync, readSync } from 'node:fs';
+import { replaceFile } from './state-file.js';
 
 /** Where {@link SocketTable} reads from; a seam for tests and for platforms without `/proc/net`. */
 export interface SocketTableSource {
@@ -18,7 +19,6 @@ const signalBuffer = Buffer.alloc(16 * 1024);
 // Whoever can write the state directory could plant a FIFO or a device where a file is
 // expected: open without blocking, and read regular files only, of a bounded size.
 const READ_FLAGS = constants.O_RDONLY | (constants.O_NONBLOCK ?? 0);
-const WRITE_FLAGS = constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | (constants.O_NONBLOCK ?? 0);
 const MAX_CACHE_BYTES = 1024 * 1024;
 
 function readRegularFile(path: string): string {
@@ -42,6 +42,12 @@ function readSmall(path: string): string {
   }
 }
 
+let netns: string | undefined;
+function networkNamespace(): string {
+  netns ??= readlinkSync('/proc/self/ns/net');
+  return netns;
+}
+
 /** `ActiveOpens/PassiveOpens` from the two `Tcp:` lines (names, then values) of `/proc/net/snmp`. */
 function openCounters(snmp: string): string | undefined {
   const lines = snmp.split('\n').filter((line) => line.startsWith('Tcp:'));
@@ -55,7 +61,8 @@ function openCounters(snmp: string): string | undefined {
 
 /**
  * Linux's `/proc/net`; where it is missing, `signal()` is `undefined` and the bind probe
- * works alone. The signal is the TCP open counters of `/proc/net/snmp` (`active/passive`),
+ * works alone. The signal is the TCP open counters of `/proc/net/snmp` (`active/passive`,
+ * then the network namespace),
  * which count both families and only ever grow: every socket the table lists other than a
  * listener (ESTABLISHED, TIME_WAIT, ...) began as an active or passive open, so while they
  * stand still no port can have gained such a socket since the table was read. Sockets that
@@ -67,7 +74,10 @@ export const procNetSource: SocketTableSource = {
   signal() {
     if (process.platform !== 'linux') return undefined;
     try {
-      return openCounters(readSmall('/proc/net/snmp'));
+      const counters = openCounters(readSmall('/proc/net/snmp'));
+      // The counters and the tables are those of this network namespace, while the shared
+      // file is per host: containers sharing a state volume must not take each other's.
+      return counters === undefined ? undefined : `${counters}/${networkNamespace()}`;
     } catch {
       return undefined;
     }
@@ -157,7 +167,7 @@ function isCurrent(
   return passiveOpens(snapshot.signal) === passiveOpens(signal);
 }
 
-/** The passive part of an `active/passive` signal (a signal of another shape is compared whole). */
+/** The part of an `active/passive/netns` signal after the active count (a signal of another shape is compared whole). */
 function passiveOpens(signal: string): string {
   return signal.slice(signal.indexOf('/') + 1);
 }
@@ -254,16 +264,9 @@ export class SocketTable {
 
   private writeShared(cached: { signal: string; at: number }, ports: readonly number[]): void {
     if (this.cacheFile === undefined) return;
-    const temporaryPath = `${this.cacheFile}.tmp-${process.pid}`;
     try {
-      // Non-blocking: a FIFO planted at this name must not hang the claim (no reader: ENXIO).
-      const fd = openSync(temporaryPath, WRITE_FLAGS, this.cacheFileMode);
-      try {
-        writeFileSync(fd, JSON.stringify({ signal: cached.signal, at: cached.at, ports }));
-      } finally {
-        closeSync(fd);
-      }
-      renameSync(temporaryPath, this.cacheFile);
+      // Never through a planted name: a FIFO, or a symlink to another file (see replaceFile).
+      replaceFile(this.cacheFile, JSON.stringify({ signal: cached.signal, at: cached.at, ports }), this.cacheFileMode);
     } catch {
       // Only an optimization: the next process reads the tables itself.
     }

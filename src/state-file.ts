@@ -2,9 +2,9 @@
  * Low-level reads of state files: without blocking (a FIFO or device planted where a file is
  * expected must not hang a claim), and the generation id a file names in its first bytes.
  */
-import { closeSync, constants, fstatSync, openSync, readFileSync, readSync, unlinkSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readFileSync, readSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
 import { STATE_IO_ADVICE, StateIoError } from './errors.js';
-import { HEADER_PREFIX, LEGACY_GENERATION, LEGACY_HEADER_PREFIX } from './state-format.js';
+import { HEADER_PREFIX, LEGACY_GENERATION, LEGACY_HEADER_PREFIX, randomToken } from './state-format.js';
 
 /** Flags for reading a state file: O_NONBLOCK, so a FIFO planted at its path cannot block the open. */
 export const READ_FLAGS = constants.O_RDONLY | (constants.O_NONBLOCK ?? 0);
@@ -84,5 +84,31 @@ export function readRegularFile(path: string): Buffer {
     return readFileSync(fd);
   } finally {
     closeQuietly(fd);
+  }
+}
+
+// O_EXCL with O_CREAT: a name planted in a shared directory (a symlink to one of your files,
+// a FIFO) makes the open fail instead of being written through.
+const NEW_FILE_FLAGS =
+  constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | (constants.O_NOFOLLOW ?? 0) | (constants.O_NONBLOCK ?? 0);
+
+/**
+ * Replaces the file at `path` with `text` whole: written to a new file of a random name
+ * beside it, then renamed over it. Readers see the old file or the new one, never a part.
+ * @throws the underlying error; the temporary file is removed.
+ */
+export function replaceFile(path: string, text: string, mode: number): void {
+  const temporaryPath = `${path}.tmp-${randomToken()}`;
+  try {
+    const fd = openSync(temporaryPath, NEW_FILE_FLAGS, mode);
+    try {
+      writeFileSync(fd, text);
+    } finally {
+      closeQuietly(fd);
+    }
+    renameSync(temporaryPath, path);
+  } catch (error) {
+    unlinkQuietly(temporaryPath);
+    throw error;
   }
 }

@@ -4,9 +4,8 @@
  * see the old file or the new one. It is a preference, not a claim: a stale or lost file
  * only means the normal search decides.
  */
-import { closeSync, constants, openSync, renameSync, writeFileSync } from 'node:fs';
 import { MAX_PORT } from './port-ranges.js';
-import { readRegularFile, unlinkQuietly } from './state-file.js';
+import { readRegularFile, replaceFile } from './state-file.js';
 
 /** The ports a label held last. */
 export interface StickyEntry {
@@ -23,8 +22,6 @@ export interface StickyEntry {
 /** How many labels are remembered; the least recently used go first. */
 export const MAX_STICKY_LABELS = 100;
 const VERSION = 1;
-// Non-blocking, as for the state file: a FIFO planted at the name must not hang a claim.
-const WRITE_FLAGS = constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | (constants.O_NONBLOCK ?? 0);
 
 function isEntry(value: unknown): value is StickyEntry {
   const entry = value as StickyEntry;
@@ -59,16 +56,9 @@ export function readStickyMemory(path: string): StickyEntry[] {
  */
 export function rememberSticky(path: string, entry: StickyEntry, mode: number): void {
   const labels = [entry, ...readStickyMemory(path).filter((old) => old.label !== entry.label)].slice(0, MAX_STICKY_LABELS);
-  const temporaryPath = `${path}.tmp-${process.pid}`;
   try {
-    const fd = openSync(temporaryPath, WRITE_FLAGS, mode);
-    try {
-      writeFileSync(fd, `${JSON.stringify({ version: VERSION, labels })}\n`);
-    } finally {
-      closeSync(fd);
-    }
-    renameSync(temporaryPath, path);
+    replaceFile(path, `${JSON.stringify({ version: VERSION, labels })}\n`, mode);
   } catch {
-    unlinkQuietly(temporaryPath);
+    // The claim stands; only the memory is not updated.
   }
 }

@@ -132,7 +132,7 @@ describe('SocketTable cache', () => {
 
   it.skipIf(!linux)('sees a new connection on the real machine through the signal alone', async () => {
     const before = procNetSource.signal();
-    expect(before).toMatch(/^\d+\/\d+$/);
+    expect(before).toMatch(/^\d+\/\d+\/net:\[\d+\]$/);
     const server = await listen(0);
     const { port } = server.address() as { port: number };
     const { connect } = await import('node:net');

@@ -1,7 +1,25 @@
 import { readdirSync, readFileSync } from 'node:fs';
 
-/** How often a wait for the group to empty looks again: rare enough to cost nothing. */
-const POLL_MS = 100;
+/** How often a wait for the group to empty looks again: soon at first, then once a second. */
+const FIRST_POLL_MS = 100;
+const MAX_POLL_MS = 1000;
+
+let procIsOurs: boolean | undefined;
+/**
+ * Whether `/proc` shows this PID namespace: under `unshare --pid` without `--mount-proc`, it
+ * shows the parent namespace's processes, where no process has our group's id, and an
+ * empty answer would release the ports while the group still runs.
+ */
+function procShowsOwnNamespace(): boolean {
+  if (procIsOurs === undefined) {
+    try {
+      procIsOurs = Number(readFileSync('/proc/self/stat', 'latin1').split(' ')[0]) === process.pid;
+    } catch {
+      procIsOurs = false;
+    }
+  }
+  return procIsOurs;
+}
 
 function errorCode(error: unknown): string | undefined {
   return (error as NodeJS.ErrnoException).code;
@@ -69,7 +87,7 @@ export class CommandGroup {
       // EPERM: a member changed its user (a setuid program); it still runs.
       return errorCode(error) !== 'ESRCH';
     }
-    if (process.platform !== 'linux') return true;
+    if (process.platform !== 'linux' || !procShowsOwnNamespace()) return true;
     try {
       return hasLiveMemberInProc(this.pgid);
     } catch {
@@ -77,9 +95,17 @@ export class CommandGroup {
     }
   }
 
-  /** Resolves once nothing of the group runs; looks every 100 ms. */
+  /**
+   * Resolves once nothing of the group runs, looking every 100 ms at first and then once a
+   * second (each look reads every `/proc/<pid>/stat`). Deliberately unbounded, like a
+   * shell's `wait`: the ports stay claimed for as long as a process of the command's group
+   * runs; a signal to `portlease exec` (forwarded to the group, SIGKILL after --kill-after)
+   * is the way to end it.
+   */
   async untilEmpty(): Promise<void> {
-    while (this.hasMembers()) await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+    for (let delay = FIRST_POLL_MS; this.hasMembers(); delay = Math.min(delay * 2, MAX_POLL_MS)) {
+      await new Promise((resolve) => setTimeout(resolve, delay));
+    }
   }
 
   /** Stops the SIGKILL deadline of {@link terminate}. */
