@@ -1,5 +1,5 @@
-import { closeSync, constants, fstatSync, openSync, readFileSync, readlinkSync, readSync } from 'node:fs';
-import { replaceFile } from './state-file.js';
+import { closeSync, openSync, readFileSync, readlinkSync, readSync } from 'node:fs';
+import { readRegularFile, replaceFile } from './state-file.js';
 
 /** Where {@link SocketTable} reads from; a seam for tests and for platforms without `/proc/net`. */
 export interface SocketTableSource {
@@ -16,23 +16,6 @@ const signalBuffer = Buffer.alloc(16 * 1024);
 
 // The counter files are small, so a raw read into a reused buffer is enough and keeps
 // the check at tens of microseconds.
-// Whoever can write the state directory could plant a FIFO or a device where a file is
-// expected: open without blocking, and read regular files only, of a bounded size.
-const READ_FLAGS = constants.O_RDONLY | (constants.O_NONBLOCK ?? 0);
-const MAX_CACHE_BYTES = 1024 * 1024;
-
-function readRegularFile(path: string): string {
-  const fd = openSync(path, READ_FLAGS);
-  try {
-    const stats = fstatSync(fd);
-    if (!stats.isFile() || stats.size > MAX_CACHE_BYTES)
-      throw new Error(`${path} is not a regular file of at most ${MAX_CACHE_BYTES} bytes`);
-    return readFileSync(fd, 'utf8');
-  } finally {
-    closeSync(fd);
-  }
-}
-
 function readSmall(path: string): string {
   const fd = openSync(path, 'r');
   try {
@@ -251,7 +234,8 @@ export class SocketTable {
     if (this.cacheFile === undefined) return undefined;
     let snapshot: unknown;
     try {
-      snapshot = JSON.parse(readRegularFile(this.cacheFile));
+      // Read without blocking, regular files only: a FIFO or a device planted there is refused.
+      snapshot = JSON.parse(readRegularFile(this.cacheFile).toString('utf8'));
     } catch {
       return undefined;
     }
