@@ -19,7 +19,7 @@ import { BlockedPortsCache, SkippedPorts } from './skipped-ports.js';
 import { SocketTable } from './socket-table.js';
 import { readStickyMemory } from './sticky-memory.js';
 import { type ClaimRecord, freezeRecord } from './state-format.js';
-import { statePaths, type StatePaths } from './state-dir.js';
+import { stateFileMode, statePaths, type StatePaths } from './state-dir.js';
 import { StateTransactions } from './transaction.js';
 
 export type { ClaimInfo, Lease, ListOptions, ReleaseFilter, StickyPorts } from './lease.js';
@@ -59,7 +59,7 @@ export class PortAllocator {
       shared: this.options.sharedStateDir,
     });
     this.socketTable = this.options.socketTable
-      ? new SocketTable({ cacheFile: this.paths.socketCacheFile, cacheFileMode: this.options.sharedStateDir ? 0o660 : 0o600 })
+      ? new SocketTable({ cacheFile: this.paths.socketCacheFile, cacheFileMode: stateFileMode(this.options.sharedStateDir) })
       : undefined;
     this.blockedPorts = new BlockedPortsCache(this.options.ephemeralPortRange);
     this.owners = new OwnerLiveness(this.paths.dir);
@@ -103,7 +103,7 @@ export class PortAllocator {
     if (prefetched !== undefined) warmUpSearch(prefetched.claims);
     await this.owners.refresh(prefetched?.claims);
     const busy = new Set<number>();
-    const sticky = request.sticky ? { file: this.paths.stickyFile, mode: this.options.sharedStateDir ? 0o660 : 0o600 } : undefined;
+    const sticky = request.sticky ? { file: this.paths.stickyFile, mode: stateFileMode(this.options.sharedStateDir) } : undefined;
     let tentative: ClaimRecord | undefined;
     // Each round either succeeds or marks at least one more port busy, so it ends.
     for (;;) {

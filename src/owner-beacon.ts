@@ -2,6 +2,7 @@ import { chmodSync, lstatSync, renameSync, unlinkSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { join, resolve } from 'node:path';
 import { processSlot } from './process-state.js';
+import { stateFileMode } from './state-dir.js';
 
 /**
  * An owner beacon is a Unix domain socket that a process listens on in the state directory.
@@ -152,7 +153,7 @@ function bindBeacon(absoluteDir: string, name: string, shared: boolean): string 
   server.unref();
   let ino: number;
   try {
-    chmodSync(temporaryPath, shared ? 0o660 : 0o600);
+    chmodSync(temporaryPath, stateFileMode(shared));
     renameSync(temporaryPath, path);
     ino = lstatSync(path).ino;
   } catch {

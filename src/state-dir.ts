@@ -28,6 +28,14 @@ export function statePaths(dir: string, host: string = hostname()): StatePaths {
   };
 }
 
+/**
+ * The mode of a file portlease creates in the state directory: private, or group-writable
+ * when the directory is shared on purpose (the other users of the group write it too).
+ */
+export function stateFileMode(shared: boolean): number {
+  return shared ? 0o660 : 0o600;
+}
+
 const GROUP_OR_OTHER_WRITE = 0o022;
 const STICKY = 0o1000;
 const canCheckOwners = typeof process.getuid === 'function';

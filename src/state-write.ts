@@ -6,13 +6,12 @@
 import { constants, fchmodSync, fstatSync, linkSync, openSync, readSync, type Stats, writeSync } from 'node:fs';
 import { pausePoint } from './pause-points.js';
 import { type ChangeLine, type ClaimRecord, randomToken, recordKey, type SealLine, STATE_VERSION, type StateData } from './state-format.js';
+import { stateFileMode } from './state-dir.js';
 import { closeQuietly, errnoCode } from './state-file.js';
 import { applyChange, applyLines, NEWLINE, sameGeneration, type Snapshot } from './state-snapshot.js';
 
 // No O_CREAT: appending to a file that vanished must fail, not start a headerless one.
 const APPEND_FLAGS = constants.O_RDWR | constants.O_APPEND | (constants.O_NONBLOCK ?? 0);
-const PRIVATE_FILE_MODE = 0o600;
-const SHARED_FILE_MODE = 0o660;
 
 let writeCounter = 0;
 const writerToken = randomToken();
@@ -94,13 +93,13 @@ function endsWithFragment(fd: number): boolean {
 export function writeGenerationFile(path: string, gen: string, state: StateData, shared: boolean): Stats {
   const header = { version: STATE_VERSION, gen, ...(state.bootId === undefined ? {} : { bootId: state.bootId }), claims: state.claims };
   const bytes = Buffer.from(`${JSON.stringify(header)}\n`);
-  const fd = openSync(path, 'wx', shared ? SHARED_FILE_MODE : PRIVATE_FILE_MODE);
+  const fd = openSync(path, 'wx', stateFileMode(shared));
   try {
     // No fsync: the claims only matter within this boot, and a crash of the machine ends the boot.
     let offset = 0;
     while (offset < bytes.length) offset += writeSync(fd, bytes, offset);
     // The umask usually strips group write, which the other users of a shared directory need.
-    if (shared) fchmodSync(fd, SHARED_FILE_MODE);
+    if (shared) fchmodSync(fd, stateFileMode(shared));
     return fstatSync(fd);
   } finally {
     closeQuietly(fd);
