@@ -1,10 +1,9 @@
-import type { ChildProcess } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { PortAllocator } from '../src/index.js';
 import { currentBootId } from '../src/liveness.js';
 import { STATE_VERSION } from '../src/state.js';
-import { canBind, exited, forkFixture, freeRunBase, killAll, makeStateDir, nextMessage, storedClaims } from './helpers.js';
+import { canBind, exited, forkFixture, freeRunBase, killAll, makeStateDir, nextMessage, storedClaims, untilStopped } from './helpers.js';
 
 // A holder paused inside the lock (SIGSTOP, a suspended laptop, a VM stopped by its host)
 // resumes after its lock was broken and another process claimed meanwhile. Whatever step it
@@ -15,24 +14,6 @@ let stateDir: string;
 let cleanup: () => void;
 beforeEach(() => ({ dir: stateDir, cleanup } = makeStateDir()));
 afterEach(() => cleanup());
-
-/** The state (from /proc/<pid>/stat) of a process: 'T' once it has stopped itself. */
-function processState(pid: number): string | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0];
-  } catch {
-    return undefined;
-  }
-}
-
-async function untilStopped(child: ChildProcess, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (processState(child.pid!) !== 'T') {
-    if (Date.now() > deadline || child.exitCode !== null) throw new Error('the holder never reached its pause point');
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
 
 /** A successor's claim, made in another process while the holder is stopped: `claim-once` holds it for a 60 s TTL. */
 async function claimInAnotherProcess(base: number): Promise<number[]> {

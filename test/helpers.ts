@@ -204,6 +204,25 @@ export function exited(child: ChildProcess, timeoutMs = 20_000): Promise<{ code:
   });
 }
 
+/** The state (from /proc/<pid>/stat, Linux) of a process: 'T' once it is stopped. */
+export function processState(pid: number): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0];
+  } catch {
+    return undefined;
+  }
+}
+
+export async function untilStopped(child: ChildProcess, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (processState(child.pid!) !== 'T') {
+    if (Date.now() > deadline || child.exitCode !== null)
+      throw new Error(`process ${child.pid} never stopped (SIGSTOP or its pause point)`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
 /** Kills every still-running child; for `finally` blocks. */
 export function killAll(children: Iterable<ChildProcess>): void {
   for (const child of children) {
