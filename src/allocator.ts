@@ -15,12 +15,14 @@ import {
 } from './options.js';
 import { sweepDeadBeacons } from './beacon-probe.js';
 import { findBusyPorts } from './probe.js';
-import { BlockedPortsCache, SkippedPorts } from './skipped-ports.js';
+import { BlockedPortsCache, opensThatMatter, SkippedPorts } from './skipped-ports.js';
 import { SocketTable } from './socket-table.js';
 import { readStickyMemory } from './sticky-memory.js';
 import { type ClaimRecord, freezeRecord } from './state-format.js';
-import { stateFileMode, statePaths, type StatePaths } from './state-dir.js';
+import { stateDirMode, stateFileMode, statePaths, type StatePaths } from './state-dir.js';
 import { StateTransactions } from './transaction.js';
+import { ClaimQueue } from './claim-queue.js';
+import { type QueueingContext, QueueServer, recordFirstClaim } from './queued-claims.js';
 
 export type { ClaimInfo, Lease, ListOptions, ReleaseFilter, StickyPorts } from './lease.js';
 export type { ListeningSockets } from './listen.js';
@@ -48,6 +50,7 @@ export class PortAllocator {
   private readonly owners: OwnerLiveness;
   /** The claims this instance made for this process: what a bare {@link release} gives back. */
   private readonly own: OwnClaims;
+  private readonly queueing: QueueingContext;
 
   /** @throws {TypeError | RangeError} when an option is invalid. */
   constructor(options: AllocatorOptions = {}) {
@@ -64,6 +67,11 @@ export class PortAllocator {
     this.blockedPorts = new BlockedPortsCache(this.options.ephemeralPortRange);
     this.owners = new OwnerLiveness(this.paths.dir);
     this.own = new OwnClaims(this.transactions, this.paths.stateFile);
+    const shared = this.options.sharedStateDir;
+    const queue = new ClaimQueue(this.paths.queueDir, { file: stateFileMode(shared), dir: stateDirMode(shared) });
+    const ownerCheck = (): OwnerCheck => this.ownerCheck();
+    this.transactions.serveQueue(new QueueServer(queue, { socketTable: this.socketTable, ownerCheck }));
+    this.queueing = { transactions: this.transactions, queue, ownerCheck, settings: this.options };
   }
 
   /** Absolute path of this host's state file. */
@@ -92,9 +100,7 @@ export class PortAllocator {
     // Everything that can be done before taking the lock is, so the lock is held briefly even
     // by a fresh process whose code is still cold.
     const owner = ownerFields(this.paths.dir, this.options.sharedStateDir, request.pid, ownerStartTime);
-    // Outgoing connections take ports of the kernel's ephemeral range; a search that skips
-    // that very range (the default) need not re-read the table for them.
-    const opens = request.allowEphemeralPorts || this.options.ephemeralPortRange !== undefined ? 'all' : 'passive';
+    const opens = opensThatMatter(request, this.options.ephemeralPortRange);
     const skipped = new SkippedPorts(this.blockedPorts.for(request), request.protocol === 'udp' ? undefined : this.socketTable, opens);
     // A fresh process reads the state and runs the lock and search code once before it
     // contends: cold code is several times slower, and with many processes on few cores a
@@ -104,15 +110,19 @@ export class PortAllocator {
     await this.owners.refresh(prefetched?.claims);
     const busy = new Set<number>();
     const sticky = request.sticky ? { file: this.paths.stickyFile, mode: stateFileMode(this.options.sharedStateDir) } : undefined;
+    const search = { request, owner, busy, skipped, sticky };
     let tentative: ClaimRecord | undefined;
     // Each round either succeeds or marks at least one more port busy, so it ends.
     for (;;) {
       const previous = tentative;
       try {
-        tentative = await this.transactions.run((state) => {
-          skipped.refreshInsideLock();
-          return recordNewClaim(state, { request, owner, busy, skipped, isAlive: this.ownerCheck(), sticky }, previous);
-        });
+        tentative =
+          previous === undefined && sticky === undefined
+            ? await recordFirstClaim(this.queueing, search, releasedAtExit)
+            : await this.transactions.run((state) => {
+                skipped.refreshInsideLock();
+                return recordNewClaim(state, { ...search, isAlive: this.ownerCheck() }, previous);
+              });
       } catch (error) {
         if (previous !== undefined) await this.own.dropQuietly(previous.id);
         throw error;

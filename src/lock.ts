@@ -63,6 +63,17 @@ function warnCompromised(lockPath: string, error: Error): void {
   process.emitWarning(`portlease: lock ${lockPath} was compromised: ${error.message}`, { code: 'PORTLEASE_LOCK_COMPROMISED' });
 }
 
+/** A waiter that the holder can wake, or serve without handing it the lock (see claim-queue.ts). */
+export interface LockWaiter {
+  /**
+   * Waits until trying the lock again is worth it, at most `remainingMs`; `undefined` where it
+   * cannot, and the lock's own short sleeps are used.
+   */
+  wait(remainingMs: number): Promise<void> | undefined;
+  /** Whether to stop waiting without the lock: what the caller waited for was done by another holder. */
+  readonly done: boolean;
+}
+
 /** A held lock. */
 export interface HeldLock {
   /** Whether the lock directory is still the one this holder created (nobody broke it). */
@@ -116,11 +127,21 @@ export class StateLock {
    * `critical` is synchronous on purpose: the lock is held for as short a time as possible
    * and nothing else of this process can run in between.
    */
-  runExclusive<T>(critical: (lock: HeldLock) => T): Promise<T> {
+  async runExclusive<T>(critical: (lock: HeldLock) => T): Promise<T> {
+    const outcome = await this.runExclusiveUnless(critical, undefined);
+    return (outcome as { value: T }).value;
+  }
+
+  /**
+   * {@link runExclusive}, waiting through `waiter` instead of sleeping, and giving up without
+   * the lock once `waiter.done` (what the caller waited for was done by another holder).
+   */
+  runExclusiveUnless<T>(critical: (lock: HeldLock) => T, waiter: LockWaiter | undefined): Promise<{ value: T } | undefined> {
     const result = this.queue.then(async () => {
-      const held = await this.acquire();
+      const held = await this.acquire(waiter);
+      if (held === undefined) return undefined;
       try {
-        return critical(held);
+        return { value: critical(held) };
       } finally {
         held.release();
       }
@@ -147,14 +168,20 @@ export class StateLock {
     return this.held(() => release());
   }
 
-  private async acquire(): Promise<HeldLock> {
+  private async acquire(waiter: LockWaiter | undefined): Promise<HeldLock | undefined> {
     const deadline = performance.now() + this.settings.timeoutMs;
     for (let attempt = 0; ; attempt++) {
+      if (waiter?.done === true) return undefined;
       const held = await this.attempt();
       if (held !== undefined) return held;
       if (this.breakIfStale()) continue;
       const remaining = deadline - performance.now();
       if (remaining <= 0) throw new LockTimeoutError(this.lockPath, this.settings.timeoutMs, this.lastBreakFailure);
+      const woken = waiter?.wait(remaining);
+      if (woken !== undefined) {
+        await woken;
+        continue;
+      }
       // Short randomized waits: a warm holder keeps the lock well under a millisecond, and
       // randomness keeps many waiters from retrying in lockstep.
       const ceiling = Math.min(2 + attempt, 12);

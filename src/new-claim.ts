@@ -58,11 +58,17 @@ function rememberedStart(request: ResolvedClaimOptions, file: string): number | 
 
 /**
  * Inside the lock: drops `previous` (the tentative claim whose ports proved busy) and the
- * dead claims met on the way, finds the lowest free run and records a new claim for it.
+ * dead claims met on the way, finds the lowest free run and records a new claim for it,
+ * under `id` (default: a new one).
  *
  * @throws {PortsExhaustedError} when no run fits.
  */
-export function recordNewClaim(state: StateData, search: ClaimSearch, previous: ClaimRecord | undefined): ChangeOutcome<ClaimRecord> {
+export function recordNewClaim(
+  state: StateData,
+  search: ClaimSearch,
+  previous: ClaimRecord | undefined,
+  id: string = newClaimId(),
+): ChangeOutcome<ClaimRecord> {
   const { request, skipped, busy } = search;
   if (previous !== undefined) state.claims = state.claims.filter((claim) => claim.id !== previous.id);
   const now = Date.now();
@@ -85,7 +91,7 @@ export function recordNewClaim(state: StateData, search: ClaimSearch, previous: 
     });
   }
   const claim = freezeRecord({
-    id: newClaimId(),
+    id,
     start,
     count: request.count,
     host: request.host,

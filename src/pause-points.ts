@@ -5,9 +5,11 @@ import { requestedPausePoint } from './options.js';
  * - `append`: the change is computed, its line not yet written;
  * - `read-back`: the line is written, not yet read back;
  * - `seal`: a new generation file is written, the old one not yet sealed;
- * - `publish`: the seal is accepted, the new file not yet renamed into place.
+ * - `publish`: the seal is accepted, the new file not yet renamed into place;
+ * - `queued`: a claim request is in the queue, its owner not yet waiting on it;
+ * - `settle`: a holder's line with queued claims is accepted, their requests not yet removed.
  */
-export type PausePoint = 'append' | 'read-back' | 'seal' | 'publish';
+export type PausePoint = 'append' | 'read-back' | 'seal' | 'publish' | 'queued' | 'settle';
 
 let pending = process.platform === 'win32' ? undefined : requestedPausePoint();
 

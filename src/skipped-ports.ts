@@ -53,6 +53,15 @@ export class SkippedPorts {
 }
 
 /**
+ * Which opens make a socket table snapshot out of date for `request`: outgoing connections
+ * take ports of the kernel's ephemeral range, so a search that skips that very range (the
+ * default) need not re-read the table for them.
+ */
+export function opensThatMatter(request: ResolvedClaimOptions, ephemeralPortRange: PortRange | undefined): OpensThatMatter {
+  return request.allowEphemeralPorts || ephemeralPortRange !== undefined ? 'all' : 'passive';
+}
+
+/**
  * Builds the {@link BlockedPorts} of each claim's rules, reusing the last one while a caller
  * repeats its rules (building the bitmap is a visible share of a hot claim).
  */
@@ -65,9 +74,9 @@ export class BlockedPortsCache {
     this.ephemeralPortRange = ephemeralPortRange;
   }
 
-  /** The rules of `request`. */
-  for(request: ResolvedClaimOptions): BlockedPorts {
-    const ephemeral = request.allowEphemeralPorts ? undefined : (this.ephemeralPortRange ?? systemEphemeralRange());
+  /** The rules of `request`, with `ephemeralPortRange` as the allocator's setting (default: this cache's). */
+  for(request: ResolvedClaimOptions, ephemeralPortRange: PortRange | undefined = this.ephemeralPortRange): BlockedPorts {
+    const ephemeral = request.allowEphemeralPorts ? undefined : (ephemeralPortRange ?? systemEphemeralRange());
     const reserved = request.allowReservedPorts ? undefined : systemReservedPorts();
     const key = `${ephemeral?.join('-') ?? ''}|${request.allowUnsafePorts}|${JSON.stringify(request.exclude)}|${reserved !== undefined}`;
     if (this.last?.key !== key)

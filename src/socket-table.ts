@@ -31,6 +31,19 @@ function networkNamespace(): string {
   return netns;
 }
 
+/**
+ * This process's network namespace (Linux: `net:[4026531840]`), or `undefined` where there is
+ * none to tell: processes in different ones see different sockets on the same port numbers.
+ */
+export function currentNetworkNamespace(): string | undefined {
+  if (process.platform !== 'linux') return undefined;
+  try {
+    return networkNamespace();
+  } catch {
+    return undefined;
+  }
+}
+
 /** `ActiveOpens/PassiveOpens` from the two `Tcp:` lines (names, then values) of `/proc/net/snmp`. */
 function openCounters(snmp: string): string | undefined {
   const lines = snmp.split('\n').filter((line) => line.startsWith('Tcp:'));

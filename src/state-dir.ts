@@ -13,6 +13,8 @@ export interface StatePaths {
   socketCacheFile: string;
   /** Which ports each label of a sticky claim held last (see sticky-memory.ts). */
   stickyFile: string;
+  /** Claim requests waiting for the lock holder (see claim-queue.ts). */
+  queueDir: string;
 }
 
 /** Paths of the state of `host` (default: this machine) inside `dir`. */
@@ -25,6 +27,7 @@ export function statePaths(dir: string, host: string = hostname()): StatePaths {
     stateFile: join(absoluteDir, `claims-${safeHost}.jsonl`),
     socketCacheFile: join(absoluteDir, `sockets-${safeHost}.json`),
     stickyFile: join(absoluteDir, `sticky-${safeHost}.json`),
+    queueDir: join(absoluteDir, `queue-${safeHost}`),
   };
 }
 
@@ -34,6 +37,11 @@ export function statePaths(dir: string, host: string = hostname()): StatePaths {
  */
 export function stateFileMode(shared: boolean): number {
   return shared ? 0o660 : 0o600;
+}
+
+/** The mode of a directory portlease creates: private, or group-writable when shared on purpose. */
+export function stateDirMode(shared: boolean): number {
+  return shared ? 0o770 : 0o700;
 }
 
 const GROUP_OR_OTHER_WRITE = 0o022;
@@ -73,7 +81,7 @@ function checkParent(dir: string, uid: number): void {
  */
 export function prepareStateDir(dir: string, shared: boolean): void {
   try {
-    mkdirSync(dir, { recursive: true, mode: shared ? 0o770 : 0o700 });
+    mkdirSync(dir, { recursive: true, mode: stateDirMode(shared) });
   } catch (error) {
     // Something that is not a directory is in the way: refused below, as unsafe, by what it is.
     if ((error as NodeJS.ErrnoException).code !== 'EEXIST') {

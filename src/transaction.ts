@@ -1,7 +1,7 @@
 import { lstatSync } from 'node:fs';
 import { StateIoError } from './errors.js';
 import { currentBootId } from './liveness.js';
-import { type LockSettings, StateLock, warmUpLock } from './lock.js';
+import { type LockSettings, type LockWaiter, StateLock, warmUpLock } from './lock.js';
 import { StateStore } from './state.js';
 import type { StateData } from './state-format.js';
 import { prepareStateDir, type StatePaths } from './state-dir.js';
@@ -35,6 +35,20 @@ function isMissingStateDir(error: unknown): boolean {
   return error instanceof StateIoError && (error.cause as NodeJS.ErrnoException | undefined)?.code === 'ENOENT';
 }
 
+/**
+ * Work a lock holder does for processes waiting on it (see claim-queue.ts): inside each
+ * critical section, after the holder's own change; after each release, a wake-up.
+ */
+export interface QueueService {
+  /**
+   * Inside the lock: records in `state` what waiting processes asked for. Returns whether
+   * `state` changed and what to do once that is written (or, unchanged, at once).
+   */
+  serve(state: StateData): { changed: boolean; settle: () => void } | undefined;
+  /** After the lock is released: wakes a process still waiting. */
+  nudge(): void;
+}
+
 /** Settings of a {@link StateTransactions}. */
 export interface TransactionSettings extends LockSettings {
   /** Whether the state directory is deliberately shared by several users. */
@@ -53,6 +67,8 @@ export class StateTransactions {
   private readonly store: StateStore;
   /** Identity of the directory as last checked (see {@link prepare}). */
   private prepared: string | undefined;
+  /** What each holder does for the processes waiting (see {@link serveQueue}). */
+  private service: QueueService | undefined;
 
   constructor(paths: StatePaths, settings: TransactionSettings) {
     this.paths = paths;
@@ -73,6 +89,11 @@ export class StateTransactions {
     this.prepared = directoryIdentity(this.paths.dir);
   }
 
+  /** From now on, every critical section also serves `service` (see {@link QueueService}). */
+  serveQueue(service: QueueService): void {
+    this.service = service;
+  }
+
   /**
    * Runs `change` on the current state under the lock and writes the state back when it
    * changed (or when reading it dropped claims of an earlier boot). If the write is void
@@ -80,12 +101,23 @@ export class StateTransactions {
    * runs again on the fresh state: a result is returned only once its write was accepted.
    */
   async run<T>(change: StateChange<T>): Promise<T> {
+    return (await this.runUnless(change, undefined))!.result;
+  }
+
+  /**
+   * {@link run}, waiting for the lock through `waiter`; resolves to `undefined`, without
+   * running `change`, once `waiter.done` (another holder did what the caller asked).
+   */
+  async runUnless<T>(change: StateChange<T>, waiter: LockWaiter | undefined): Promise<{ result: T } | undefined> {
     this.prepare();
     for (let attempt = 1; ; attempt++) {
       try {
-        const outcome = await this.lock.runExclusive(() => this.apply(change));
-        if (outcome.accepted) return outcome.result;
+        const held = await this.lock.runExclusiveUnless(() => this.apply(change), waiter);
+        if (held === undefined) return undefined;
+        this.service?.nudge();
+        if (held.value.accepted) return { result: held.value.result };
       } catch (error) {
+        this.service?.nudge();
         if (!isMissingStateDir(error) || attempt >= MAX_ATTEMPTS) throw error;
         // A temp cleaner (systemd-tmpfiles, tmpreaper) removed the directory under a
         // long-running process: create it again rather than fail every claim from now on.
@@ -110,6 +142,7 @@ export class StateTransactions {
         this.apply(change);
       } finally {
         held.release();
+        this.service?.nudge();
       }
     } catch {
       // Exit must not fail because of us; reaping covers what was left.
@@ -163,7 +196,14 @@ export class StateTransactions {
       else state.bootId = bootId;
     }
     const { changed, result } = change(state);
-    if (!changed && !bootChanged) return { accepted: true, result };
-    return { accepted: this.store.commit(state), result };
+    const served = this.service?.serve(state);
+    if (!changed && !bootChanged && served?.changed !== true) {
+      served?.settle();
+      return { accepted: true, result };
+    }
+    const accepted = this.store.commit(state);
+    // Only a written claim may wake its owner; after a void write the next holder serves it.
+    if (accepted) served?.settle();
+    return { accepted, result };
   }
 }
