@@ -9,21 +9,26 @@
 import {
   chmodSync,
   closeSync,
+  constants,
+  fchmodSync,
+  fstatSync,
   type FSWatcher,
   lstatSync,
+  lutimesSync,
   mkdirSync,
   openSync,
   readdirSync,
+  readFileSync,
   renameSync,
-  utimesSync,
+  unlinkSync,
   watch,
   writeFileSync,
 } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import type { LockWaiter } from './lock.js';
 import { pausePoint } from './pause-points.js';
 import { randomToken } from './state-format.js';
-import { errnoCode, readRegularFile, unlinkQuietly } from './state-file.js';
+import { errnoCode, unlinkQuietly } from './state-file.js';
 
 /** What a queued request file holds: opaque to the queue, checked by whoever serves it. */
 export interface QueuedFile {
@@ -42,13 +47,34 @@ const MAX_SERVED_PER_TURN = 256;
 const MAX_REQUEST_BYTES = 64 * 1024;
 // A half-written file left by a process killed while writing it is removed after this long.
 const LEFTOVER_MS = 60_000;
+// An empty queue is trusted by its modification time only once that time is this old: on a
+// filesystem with coarse times, a request added in the same tick would not change it.
+const COARSE_TIME_MS = 1000;
+// Waiters woken after each release: the oldest may be stopped or dead, and all of them would
+// contend for the lock at once.
+const NUDGED_PER_RELEASE = 2;
 
 // A queued waiter retries the lock on its own this often (randomized ±50 %), for holders that
 // crash, or that wake nobody (another version of portlease sharing the directory).
 const FALLBACK_RETRY_MS = 40;
 
-// O_EXCL with O_CREAT: a name planted in a shared directory (a symlink, a FIFO) makes the open fail.
-const NEW_FILE_FLAGS = 'wx';
+// Reads and writes never go through a planted name: O_NOFOLLOW refuses a symlink, O_NONBLOCK
+// a FIFO, and O_EXCL makes a new file's open fail where any name already is.
+const NO_FOLLOW = constants.O_NOFOLLOW ?? 0;
+const READ_FLAGS = constants.O_RDONLY | NO_FOLLOW | (constants.O_NONBLOCK ?? 0);
+const NEW_FILE_FLAGS = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | NO_FOLLOW | (constants.O_NONBLOCK ?? 0);
+
+/** The request in the file at `path`, if it is a small regular file (not followed through a link). */
+function readRequest(path: string): unknown {
+  const fd = openSync(path, READ_FLAGS);
+  try {
+    const stats = fstatSync(fd);
+    if (!stats.isFile() || stats.size > MAX_REQUEST_BYTES) return undefined;
+    return JSON.parse(readFileSync(fd, 'utf8'));
+  } finally {
+    closeSync(fd);
+  }
+}
 
 /**
  * The queue directory of one state file. Every method is synchronous and never throws: a queue
@@ -59,7 +85,10 @@ export class ClaimQueue {
   readonly dir: string;
   private readonly fileMode: number;
   private readonly dirMode: number;
-  private usable: boolean | undefined;
+  /** The modification time of the queue directory when it was last seen empty. */
+  private emptySince: number | undefined;
+  /** Entries this process could not remove (another user's, a directory): passed over from then on. */
+  private readonly stuck = new Set<string>();
 
   constructor(dir: string, modes: { file: number; dir: number }) {
     this.dir = dir;
@@ -79,6 +108,8 @@ export class ClaimQueue {
     try {
       const fd = openSync(writing, NEW_FILE_FLAGS, this.fileMode);
       try {
+        // The umask must not keep the holders of other users of a shared directory out.
+        fchmodSync(fd, this.fileMode);
         writeFileSync(fd, JSON.stringify(body));
       } finally {
         closeSync(fd);
@@ -94,14 +125,12 @@ export class ClaimQueue {
 
   /** Inside the lock: the requests waiting, oldest first (at most a few hundred per turn). */
   pending(): QueuedFile[] {
-    const names = this.requestNames();
     const files: QueuedFile[] = [];
-    for (const name of names.slice(0, MAX_SERVED_PER_TURN)) {
+    for (const name of this.requestNames().slice(0, MAX_SERVED_PER_TURN)) {
       const path = join(this.dir, name);
       let body: unknown;
       try {
-        const bytes = readRegularFile(path);
-        body = bytes.length > MAX_REQUEST_BYTES ? undefined : JSON.parse(bytes.toString('utf8'));
+        body = readRequest(path);
       } catch (error) {
         if (errnoCode(error) === 'ENOENT') continue; // withdrawn meanwhile
         body = undefined;
@@ -117,37 +146,52 @@ export class ClaimQueue {
    */
   settle(files: Iterable<QueuedFile>): void {
     pausePoint('settle');
-    for (const file of files) unlinkQuietly(file.path);
+    for (const file of files) {
+      try {
+        unlinkSync(file.path);
+      } catch (error) {
+        if (errnoCode(error) !== 'ENOENT') this.stuck.add(basename(file.path));
+      }
+    }
   }
 
   /**
-   * After the lock is released: touches the oldest request still waiting, so its owner tries
-   * the lock now (and serves the others) instead of at its next fallback retry. One, not all:
-   * waking every waiter would have them all contend for the lock at once.
+   * After the lock is released: touches the oldest requests still waiting, so their owners try
+   * the lock now (and serve the others) instead of at their next fallback retry. Only a couple,
+   * not all: waking every waiter would have them all contend for the lock at once.
    */
   nudgeOldest(): void {
-    const oldest = this.requestNames()[0];
-    if (oldest === undefined) return;
     const now = new Date();
-    try {
-      utimesSync(join(this.dir, oldest), now, now);
-    } catch {
-      // Withdrawn meanwhile, or not ours to touch: its owner retries by itself.
+    for (const name of this.requestNames().slice(0, NUDGED_PER_RELEASE)) {
+      try {
+        // lutimes: a symlink planted as a request is touched itself, never what it points to.
+        lutimesSync(join(this.dir, name), now, now);
+      } catch {
+        // Withdrawn meanwhile, or not ours to touch: its owner retries by itself.
+      }
     }
   }
 
   private requestNames(): string[] {
     let names: string[];
+    let modifiedAt: number;
     try {
+      // One lstat, not a readdir, in the usual case: an empty queue that has not changed since.
+      // Anything but a directory (a symlink planted in a shared directory) is no queue.
+      const stats = lstatSync(this.dir, { throwIfNoEntry: false });
+      if (stats === undefined || !stats.isDirectory() || stats.mtimeMs === this.emptySince) return [];
+      modifiedAt = stats.mtimeMs;
       names = readdirSync(this.dir);
     } catch {
       return [];
     }
     const requests: string[] = [];
     for (const name of names) {
-      if (name.endsWith(REQUEST_SUFFIX)) requests.push(name);
+      if (name.endsWith(REQUEST_SUFFIX) && !this.stuck.has(name)) requests.push(name);
       else if (name.startsWith(WRITING_PREFIX)) this.removeIfLeftOver(join(this.dir, name));
     }
+    // Read after the lstat, so a request added since changes the time again.
+    this.emptySince = names.length === 0 && Date.now() - modifiedAt > COARSE_TIME_MS ? modifiedAt : undefined;
     return requests.sort();
   }
 
@@ -159,22 +203,16 @@ export class ClaimQueue {
     }
   }
 
-  /** Creates the queue directory once; refuses a symlink or anything but a directory there. */
+  /** Creates the queue directory if needed; refuses a symlink or anything but a directory there. */
   private ensureDir(): boolean {
-    if (this.usable !== undefined) return this.usable;
     try {
       mkdirSync(this.dir, { mode: this.dirMode });
       // The umask must not keep the other users of a shared directory out.
       chmodSync(this.dir, this.dirMode);
     } catch (error) {
-      if (errnoCode(error) !== 'EEXIST') return (this.usable = false);
+      if (errnoCode(error) !== 'EEXIST') return false;
     }
-    try {
-      this.usable = lstatSync(this.dir).isDirectory();
-    } catch {
-      this.usable = false;
-    }
-    return this.usable;
+    return lstatSync(this.dir, { throwIfNoEntry: false })?.isDirectory() === true;
   }
 }
 
@@ -187,7 +225,7 @@ export class QueueTicket {
   readonly path: string;
   private watcher: FSWatcher | undefined;
   private wake: (() => void) | undefined;
-  private closed = false;
+  private withdrawn = false;
 
   constructor(path: string) {
     this.path = path;
@@ -201,9 +239,9 @@ export class QueueTicket {
     }
   }
 
-  /** Whether a holder settled the request: its file is gone (or this owner withdrew it). */
-  get done(): boolean {
-    if (this.closed) return true;
+  /** Whether a holder settled the request: its file is gone, and not because its owner withdrew it. */
+  get settled(): boolean {
+    if (this.withdrawn) return false;
     try {
       lstatSync(this.path);
       return false;
@@ -214,7 +252,7 @@ export class QueueTicket {
 
   /** Resolves when the file changes (settled or nudged), or after `ms` at the latest. */
   wait(ms: number): Promise<void> {
-    if (this.done) return Promise.resolve();
+    if (this.settled) return Promise.resolve();
     return new Promise((resolve) => {
       const done = (): void => {
         clearTimeout(timer);
@@ -229,9 +267,14 @@ export class QueueTicket {
   /** Takes the request back (inside the lock, or when giving up); stops watching. Idempotent. */
   withdraw(): void {
     this.stopWatching();
-    if (this.closed) return;
-    this.closed = true;
+    if (this.withdrawn) return;
+    this.withdrawn = true;
     unlinkQuietly(this.path);
+  }
+
+  /** Whether its owner took it back. */
+  get isWithdrawn(): boolean {
+    return this.withdrawn;
   }
 
   private stopWatching(): void {
@@ -243,31 +286,32 @@ export class QueueTicket {
 /**
  * Waits for the lock as a queued request: the request is written at the first wait (a process
  * that finds the lock free never writes one), then each wait lasts until a holder settles or
- * nudges it, or the fallback retry.
+ * nudges it, or the fallback retry. Once withdrawn, it waits as any other lock waiter.
  */
 export class QueueWaiter implements LockWaiter {
   private readonly queue: ClaimQueue;
   private readonly name: string;
-  private readonly body: () => unknown;
+  private readonly body: (remainingMs: number) => unknown;
   private ticket: QueueTicket | null | undefined;
 
-  /** @param body - the request, made only if it is queued. */
-  constructor(queue: ClaimQueue, name: string, body: () => unknown) {
+  /** @param body - the request, made only if it is queued, given how long its owner still waits. */
+  constructor(queue: ClaimQueue, name: string, body: (remainingMs: number) => unknown) {
     this.queue = queue;
     this.name = name;
     this.body = body;
   }
 
   get done(): boolean {
-    return this.ticket?.done ?? false;
+    return this.ticket?.settled ?? false;
   }
 
   wait(remainingMs: number): Promise<void> | undefined {
     if (this.ticket === undefined) {
-      this.ticket = this.queue.enqueue(this.name, this.body()) ?? null;
+      const body = this.body(remainingMs);
+      this.ticket = body === undefined ? null : (this.queue.enqueue(this.name, body) ?? null);
       if (this.ticket !== null) pausePoint('queued');
     }
-    if (this.ticket === null) return undefined;
+    if (this.ticket === null || this.ticket.isWithdrawn) return undefined;
     return this.ticket.wait(Math.min(remainingMs, FALLBACK_RETRY_MS * (0.5 + Math.random())));
   }
 

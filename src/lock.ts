@@ -74,6 +74,14 @@ export interface LockWaiter {
   readonly done: boolean;
 }
 
+/** How one call waits for the lock. */
+export interface WaitOptions {
+  /** Waits between attempts instead of the lock's own short sleeps (see {@link LockWaiter}). */
+  waiter?: LockWaiter | undefined;
+  /** How long to wait at most (default: the lock's setting). */
+  timeoutMs?: number | undefined;
+}
+
 /** A held lock. */
 export interface HeldLock {
   /** Whether the lock directory is still the one this holder created (nobody broke it). */
@@ -128,17 +136,18 @@ export class StateLock {
    * and nothing else of this process can run in between.
    */
   async runExclusive<T>(critical: (lock: HeldLock) => T): Promise<T> {
-    const outcome = await this.runExclusiveUnless(critical, undefined);
+    const outcome = await this.runExclusiveUnless(critical);
     return (outcome as { value: T }).value;
   }
 
   /**
-   * {@link runExclusive}, waiting through `waiter` instead of sleeping, and giving up without
-   * the lock once `waiter.done` (what the caller waited for was done by another holder).
+   * {@link runExclusive}, waiting through `options.waiter` instead of sleeping, and giving up
+   * without the lock once `waiter.done` (what the caller waited for was done by another
+   * holder); `options.timeoutMs` overrides the settings' for this call.
    */
-  runExclusiveUnless<T>(critical: (lock: HeldLock) => T, waiter: LockWaiter | undefined): Promise<{ value: T } | undefined> {
+  runExclusiveUnless<T>(critical: (lock: HeldLock) => T, options: WaitOptions = {}): Promise<{ value: T } | undefined> {
     const result = this.queue.then(async () => {
-      const held = await this.acquire(waiter);
+      const held = await this.acquire(options.waiter, options.timeoutMs ?? this.settings.timeoutMs);
       if (held === undefined) return undefined;
       try {
         return { value: critical(held) };
@@ -168,8 +177,8 @@ export class StateLock {
     return this.held(() => release());
   }
 
-  private async acquire(waiter: LockWaiter | undefined): Promise<HeldLock | undefined> {
-    const deadline = performance.now() + this.settings.timeoutMs;
+  private async acquire(waiter: LockWaiter | undefined, timeoutMs: number): Promise<HeldLock | undefined> {
+    const deadline = performance.now() + timeoutMs;
     for (let attempt = 0; ; attempt++) {
       if (waiter?.done === true) return undefined;
       const held = await this.attempt();

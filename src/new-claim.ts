@@ -91,12 +91,12 @@ export function recordNewClaim(
     });
   }
   const claim = freezeRecord({
+    ...search.owner,
     id,
     start,
     count: request.count,
     host: request.host,
     pid: request.pid,
-    ...search.owner,
     createdAt: now,
     ...(request.ttlMs === undefined ? {} : { expiresAt: now + request.ttlMs }),
     ...(request.label === undefined ? {} : { label: request.label }),

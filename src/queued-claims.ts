@@ -5,7 +5,8 @@
  */
 import type { OwnerCheck } from './claims.js';
 import { type ClaimQueue, type QueuedFile, QueueWaiter } from './claim-queue.js';
-import { LockTimeoutError } from './errors.js';
+import { OwnerLiveness } from './foreign-owners.js';
+import { FOREIGN_OWNER_MAX_AGE_MS } from './liveness.js';
 import { type ClaimSearch, type OwnerFields, recordNewClaim } from './new-claim.js';
 import { newClaimId } from './process-state.js';
 import { resolveClaimOptions } from './options.js';
@@ -26,6 +27,13 @@ export interface QueuedRequest {
   id: string;
   /** After this instant (ms since the epoch) its owner has stopped waiting: it is not served. */
   until: number;
+  /**
+   * After how long its owner breaks a lock it sees unchanged. A holder serves the request only
+   * if its owner could still break the holder's lock before `until`, should the holder stall
+   * after recording it: the owner then records its own claim and the stalled write is void,
+   * rather than the owner giving up while a claim is being made for it.
+   */
+  breakAfterMs: number;
   /** The claim options, resolved by the owner (never sticky: those take the lock themselves). */
   options: Omit<ResolvedClaimOptions, 'sticky' | 'label' | 'ttlMs'> & { label?: string; ttlMs?: number };
   /** The owner allocator's `ephemeralPortRange` setting; `null` for the system's range. */
@@ -43,14 +51,19 @@ export interface QueueingContext {
   queue: ClaimQueue;
   /** A fresh owner check for one critical section. */
   ownerCheck: () => OwnerCheck;
-  settings: { ephemeralPortRange: PortRange | undefined; socketTable: boolean; lockTimeoutMs: number };
+  settings: { ephemeralPortRange: PortRange | undefined; socketTable: boolean; lockTimeoutMs: number; staleMs: number };
 }
+
+// A holder serves a request only while its owner has this long to spare beyond breaking the
+// holder's lock (see QueuedRequest.breakAfterMs).
+const BREAK_MARGIN_MS = 1000;
 
 /**
  * Records the first claim of a search. Where the lock is busy, the request waits in the queue
  * for the holder to record it, rather than for a turn at the lock; the id is chosen first, so
  * the claim is found however it was recorded, and recorded only once. Its id joins
  * `releasedAtExit` before it is queued: a holder may record it at any moment from then on.
+ * The whole wait, queued or not, ends within the allocator's lock timeout.
  */
 export async function recordFirstClaim(
   context: QueueingContext,
@@ -58,32 +71,50 @@ export async function recordFirstClaim(
   releasedAtExit: Set<string> | undefined,
 ): Promise<ClaimRecord> {
   const { transactions, settings } = context;
+  const deadline = performance.now() + settings.lockTimeoutMs;
   const id = newClaimId();
   releasedAtExit?.add(id);
   const { request, owner } = search;
-  const until = Date.now() + settings.lockTimeoutMs;
-  const waiter = new QueueWaiter(context.queue, id, () =>
-    queuedRequest({ id, request, owner, ephemeralPortRange: settings.ephemeralPortRange, socketTable: settings.socketTable, until }),
+  const waiter = new QueueWaiter(context.queue, id, (remainingMs) =>
+    // Too little time left to break a stalled holder's lock: waiting for its write would be
+    // a bet on its liveness, so this process only takes the lock itself.
+    remainingMs < settings.staleMs + BREAK_MARGIN_MS
+      ? undefined
+      : queuedRequest({
+          id,
+          request,
+          owner,
+          ephemeralPortRange: settings.ephemeralPortRange,
+          socketTable: settings.socketTable,
+          until: Date.now() + remainingMs,
+          breakAfterMs: settings.staleMs,
+        }),
   );
+  const isOurs = (claim: ClaimRecord): boolean => claim.id === id && claim.pid === request.pid;
   const record: StateChange<ClaimRecord> = (state) => {
     // A holder that paused before removing the request may have recorded it already.
-    const recorded = state.claims.find((claim) => claim.id === id);
+    const recorded = state.claims.find(isOurs);
     if (recorded !== undefined) return { changed: false, result: recorded };
     waiter.withdraw();
     search.skipped.refreshInsideLock();
     return recordNewClaim(state, { ...search, isAlive: context.ownerCheck() }, undefined, id);
   };
-  const recorded = (): ClaimRecord | undefined => transactions.read().claims.find((claim) => claim.id === id);
+  const recorded = (): ClaimRecord | undefined => transactions.read().claims.find(isOurs);
   try {
-    const own = await transactions.runUnless(record, waiter);
+    const own = await transactions.runUnless(record, { waiter });
     if (own !== undefined) return own.result;
     // Settled by a holder: recorded, or left to this process (it could not tell this
     // process's sockets, or found no room, which this process's own search then reports).
-    return recorded() ?? (await transactions.run(record));
+    return recorded() ?? (await transactions.run(record, { timeoutMs: Math.max(0, deadline - performance.now()) }));
   } catch (error) {
-    // Given up (the lock timeout), but perhaps served meanwhile: a claim made is not thrown away.
+    // Given up, but perhaps served meanwhile: a claim made is not thrown away.
     waiter.withdraw();
-    const served = error instanceof LockTimeoutError ? recorded() : undefined;
+    let served: ClaimRecord | undefined;
+    try {
+      served = recorded();
+    } catch {
+      // The first error says more.
+    }
     if (served === undefined) throw error;
     return served;
   } finally {
@@ -100,6 +131,8 @@ export interface RequestContext {
   socketTable: boolean;
   /** When the owner stops waiting (ms since the epoch). */
   until: number;
+  /** After how long its owner breaks a lock it sees unchanged (its `staleMs`). */
+  breakAfterMs: number;
 }
 
 /** The request to queue for a claim. */
@@ -111,6 +144,7 @@ export function queuedRequest(context: RequestContext): QueuedRequest {
     v: REQUEST_VERSION,
     id: context.id,
     until: context.until,
+    breakAfterMs: context.breakAfterMs,
     options: { ...options, ...(label === undefined ? {} : { label }), ...(ttlMs === undefined ? {} : { ttlMs }) },
     ephemeralPortRange: context.ephemeralPortRange ?? null,
     socketTable: context.socketTable,
@@ -139,10 +173,11 @@ function parseRequest(body: unknown): { request: QueuedRequest; options: Resolve
   if (typeof value.id !== 'string' || !/^[\w.-]{1,100}$/.test(value.id) || typeof value.until !== 'number') return undefined;
   if (typeof value.socketTable !== 'boolean' || !(value.netns === null || typeof value.netns === 'string')) return undefined;
   if (!(value.ephemeralPortRange === null || isRange(value.ephemeralPortRange))) return undefined;
-  const owner = value.owner;
+  if (typeof value.breakAfterMs !== 'number' || !(value.breakAfterMs >= 0)) return undefined;
+  const owner = value.owner as Record<string, unknown> | null | undefined;
   if (typeof owner !== 'object' || owner === null) return undefined;
-  if (!isOptionalShortString(owner.startTime) || !isOptionalShortString(owner.pidNs) || !isOptionalShortString(owner.beacon))
-    return undefined;
+  const { startTime, pidNs, beacon } = owner;
+  if (!isOptionalShortString(startTime) || !isOptionalShortString(pidNs) || !isOptionalShortString(beacon)) return undefined;
   if (typeof value.options !== 'object' || value.options === null || typeof value.options.pid !== 'number') return undefined;
   let options: ResolvedClaimOptions;
   try {
@@ -150,7 +185,13 @@ function parseRequest(body: unknown): { request: QueuedRequest; options: Resolve
   } catch {
     return undefined;
   }
-  return { request: value as QueuedRequest, options };
+  // Only the owner fields, whatever else the file holds: nothing in it may set the claim's own fields.
+  const ownerFields = {
+    ...(startTime === undefined ? {} : { startTime: startTime as string }),
+    ...(pidNs === undefined ? {} : { pidNs: pidNs as string }),
+    ...(beacon === undefined ? {} : { beacon: beacon as string }),
+  };
+  return { request: { ...(value as QueuedRequest), owner: ownerFields }, options };
 }
 
 /** What a holder needs to record others' claims as they would. */
@@ -181,16 +222,22 @@ export class QueueServer implements QueueService {
   serve(state: StateData): { changed: boolean; settle: () => void } | undefined {
     const files = this.queue.pending();
     if (files.length === 0) return undefined;
-    const isAlive = this.context.ownerCheck();
+    const ownerCheck = this.context.ownerCheck();
+    // An owner in another PID namespace whose beacon this holder has not probed is not guessed
+    // dead by its age for someone else's claim: the requester, which probed it, might not have.
+    const isAlive: OwnerCheck = (claim, ageMs) =>
+      ownerCheck(claim, OwnerLiveness.isForeign(claim) ? Math.min(ageMs, FOREIGN_OWNER_MAX_AGE_MS - 1) : ageMs);
     const recorded = new Set(state.claims.map((claim) => claim.id));
     const now = Date.now();
     let changed = false;
     for (const file of files) {
       const parsed = parseRequest(file.body);
       // Settled without a claim, its owner takes the lock itself: a request this holder cannot
-      // read, one its owner no longer waits for, one recorded already (by a holder that paused
-      // before removing it), and one whose owner sees other sockets.
-      if (parsed === undefined || parsed.request.until < now || recorded.has(parsed.request.id)) continue;
+      // read, one whose owner could not break this lock in time should this holder stall now,
+      // one recorded already (by a holder that paused before removing it), and one whose owner
+      // sees other sockets.
+      if (parsed === undefined || parsed.request.until - now < parsed.request.breakAfterMs + BREAK_MARGIN_MS) continue;
+      if (recorded.has(parsed.request.id)) continue;
       const skipped = this.skippedPorts(parsed.request, parsed.options);
       if (skipped === undefined) continue;
       try {
@@ -211,8 +258,9 @@ export class QueueServer implements QueueService {
 
   /** The ports the owner of `request` would skip, or `undefined` if this holder cannot tell them. */
   private skippedPorts(request: QueuedRequest, options: ResolvedClaimOptions): SkippedPorts | undefined {
-    // The ephemeral and reserved ranges, and the sockets, are those of a network namespace.
-    if (request.netns !== this.netns) return undefined;
+    // The ephemeral and reserved ranges, and the sockets, are those of a network namespace:
+    // on Linux both must be known, elsewhere there is one.
+    if (request.netns !== this.netns || (process.platform === 'linux' && this.netns === null)) return undefined;
     const ephemeralPortRange = request.ephemeralPortRange ?? undefined;
     const rules = this.blockedPorts.for(options, ephemeralPortRange);
     if (options.protocol === 'udp' || !request.socketTable) return new SkippedPorts(rules, undefined, 'passive');

@@ -1,7 +1,7 @@
 import { lstatSync } from 'node:fs';
 import { StateIoError } from './errors.js';
 import { currentBootId } from './liveness.js';
-import { type LockSettings, type LockWaiter, StateLock, warmUpLock } from './lock.js';
+import { type LockSettings, StateLock, type WaitOptions, warmUpLock } from './lock.js';
 import { StateStore } from './state.js';
 import type { StateData } from './state-format.js';
 import { prepareStateDir, type StatePaths } from './state-dir.js';
@@ -100,19 +100,19 @@ export class StateTransactions {
    * (this process was paused while holding the lock and another writer got in), the change
    * runs again on the fresh state: a result is returned only once its write was accepted.
    */
-  async run<T>(change: StateChange<T>): Promise<T> {
-    return (await this.runUnless(change, undefined))!.result;
+  async run<T>(change: StateChange<T>, wait: Omit<WaitOptions, 'waiter'> = {}): Promise<T> {
+    return (await this.runUnless(change, wait))!.result;
   }
 
   /**
-   * {@link run}, waiting for the lock through `waiter`; resolves to `undefined`, without
-   * running `change`, once `waiter.done` (another holder did what the caller asked).
+   * {@link run}, waiting for the lock as `wait` says; resolves to `undefined`, without running
+   * `change`, once `wait.waiter.done` (another holder did what the caller asked).
    */
-  async runUnless<T>(change: StateChange<T>, waiter: LockWaiter | undefined): Promise<{ result: T } | undefined> {
+  async runUnless<T>(change: StateChange<T>, wait: WaitOptions): Promise<{ result: T } | undefined> {
     this.prepare();
     for (let attempt = 1; ; attempt++) {
       try {
-        const held = await this.lock.runExclusiveUnless(() => this.apply(change), waiter);
+        const held = await this.lock.runExclusiveUnless(() => this.apply(change), wait);
         if (held === undefined) return undefined;
         this.service?.nudge();
         if (held.value.accepted) return { result: held.value.result };

@@ -71,6 +71,7 @@ function queueRequestOfThisProcess(queue: ClaimQueue, id: string, base: number, 
     ephemeralPortRange: undefined,
     socketTable: true,
     until,
+    breakAfterMs: 2000,
   });
   expect(queue.enqueue(id, netns === undefined ? body : { ...body, netns })).toBeDefined();
 }
@@ -165,12 +166,25 @@ describe.skipIf(linuxOnly)('processes that find the lock held are recorded by it
     }
   });
 
-  it('a waiter that gives up (its lock timeout) takes its request back', async () => {
-    const base = await freeRunBase(4);
+  /** Holds the lock by hand, as a live holder would: its directory touched, so it never looks stale. */
+  function holdLiveLock(): () => void {
     const lockPath = `${statePaths(stateDir).stateFile}.lock`;
     mkdirSync(stateDir, { recursive: true, mode: 0o700 });
     mkdirSync(lockPath);
-    const waiter = forkFixture('queued-claimer.mjs', [stateDir, String(base), '1', '20000', '1500']);
+    const touch = setInterval(() => {
+      const now = new Date();
+      utimesSync(lockPath, now, now);
+    }, 300);
+    return () => {
+      clearInterval(touch);
+      rmdirSync(lockPath);
+    };
+  }
+
+  it('a waiter that gives up (its lock timeout) takes its request back', async () => {
+    const base = await freeRunBase(4);
+    const release = holdLiveLock();
+    const waiter = forkFixture('queued-claimer.mjs', [stateDir, String(base), '1', '2000', '4000']);
     try {
       await untilQueued(1);
       const report = await nextMessage<Report>(waiter, 30_000);
@@ -180,7 +194,28 @@ describe.skipIf(linuxOnly)('processes that find the lock held are recorded by it
       await exited(waiter);
     } finally {
       killAll([waiter]);
-      rmdirSync(lockPath);
+      release();
+    }
+  });
+
+  it("a waiter with too little time to break a stalled holder's lock does not queue", async () => {
+    const base = await freeRunBase(4);
+    const release = holdLiveLock();
+    // 2.5 s to wait, 2 s before it breaks a lock: a holder that stalled after recording its
+    // request could leave it a claim it no longer waits for.
+    const waiter = forkFixture('queued-claimer.mjs', [stateDir, String(base), '1', '2000', '2500']);
+    try {
+      let queued = 0;
+      const watch = setInterval(() => (queued = Math.max(queued, requestFiles().length)), 5);
+      const report = await nextMessage<Report>(waiter, 30_000);
+      clearInterval(watch);
+      expect(report.error).toMatch(/^PORTLEASE_LOCK_TIMEOUT /);
+      expect(queued).toBe(0);
+      waiter.send('done');
+      await exited(waiter);
+    } finally {
+      killAll([waiter]);
+      release();
     }
   });
 
@@ -245,11 +280,28 @@ describe('requests a holder does not record', () => {
       JSON.stringify({ v: 1, id: 'wrong', until: Date.now() + 60_000, options: { pid: process.pid, count: 0 } }),
     );
     symlinkSync('/etc/hostname', join(queueDir, '000000000-link.req'));
+    // Fields beyond the owner's in the owner object must not become the claim's.
+    const planted = JSON.parse(
+      readFileSync(
+        join(
+          queueDir,
+          readdirSync(queueDir).find((name) => name.includes('-recorded'))!,
+        ),
+        'utf8',
+      ),
+    );
+    planted.owner = { ...planted.owner, id: 'other', start: 1, count: 9, pid: 1 };
+    queue.enqueue('planted', { ...planted, id: 'planted' });
 
     const lease = await new PortAllocator({ stateDir }).claim({ base });
     const stored = storedClaims(statePaths(stateDir).stateFile);
-    expect(stored.filter((claim) => claim.start !== lease.ports[0]).map((claim) => claim.id)).toEqual(['recorded']);
-    expect(stored).toHaveLength(2);
+    const others = stored.filter((claim) => claim.start !== lease.ports[0]);
+    expect(others.map((claim) => claim.id).sort()).toEqual(['planted', 'recorded']);
+    for (const claim of others) {
+      expect(claim.pid).toBe(process.pid);
+      expect(claim.count).toBe(2);
+      expect(claim.start).toBeGreaterThanOrEqual(base);
+    }
     expect(requestFiles()).toEqual([]);
     await lease.release();
   });
@@ -261,36 +313,35 @@ describe('a queue ticket', () => {
     const queue = newQueue();
     const ticket = queue.enqueue('touched', { any: 'body' })!;
     expect(ticket).toBeInstanceOf(QueueTicket);
-    expect(ticket.done).toBe(false);
+    expect(ticket.settled).toBe(false);
     // A fallback far beyond the test's timeout: only the file watch can end these waits.
     const touched = ticket.wait(600_000);
     setTimeout(() => queue.nudgeOldest(), 50);
     await touched;
-    expect(ticket.done).toBe(false);
+    expect(ticket.settled).toBe(false);
     const removed = ticket.wait(600_000);
     setTimeout(() => queue.settle(queue.pending()), 50);
     await removed;
-    expect(ticket.done).toBe(true);
+    expect(ticket.settled).toBe(true);
     ticket.withdraw();
   });
 
-  it('nudges only the oldest request, and removes files left half written long ago', () => {
+  it('nudges only the two oldest requests, and removes files left half written long ago', () => {
     mkdirSync(stateDir, { recursive: true, mode: 0o700 });
     const queue = newQueue();
-    const first = queue.enqueue('first', {})!;
-    const second = queue.enqueue('second', {})!;
+    // Named by time, then id: in this order even when made in the same millisecond.
+    const tickets = ['first', 'second', 'third'].map((name) => queue.enqueue(name, {})!);
     const queueDir = statePaths(stateDir).queueDir;
     const longAgo = new Date(Date.now() - 3_600_000);
-    for (const ticket of [first, second]) utimesSync(ticket.path, longAgo, longAgo);
+    for (const ticket of tickets) utimesSync(ticket.path, longAgo, longAgo);
     writeFileSync(join(queueDir, '.writing-leftover'), '{');
     utimesSync(join(queueDir, '.writing-leftover'), longAgo, longAgo);
     writeFileSync(join(queueDir, '.writing-fresh'), '{');
     queue.nudgeOldest();
-    expect(Date.now() - statSync(first.path).mtimeMs).toBeLessThan(600_000);
-    expect(Math.abs(statSync(second.path).mtimeMs - longAgo.getTime())).toBeLessThan(1);
+    const touched = tickets.map((ticket) => Math.abs(statSync(ticket.path).mtimeMs - longAgo.getTime()) > 1);
+    expect(touched).toEqual([true, true, false]);
     const names = readdirSync(queueDir).sort();
-    expect(names).toEqual(['.writing-fresh', first.path.slice(queueDir.length + 1), second.path.slice(queueDir.length + 1)].sort());
-    first.withdraw();
-    second.withdraw();
+    expect(names).toEqual(['.writing-fresh', ...tickets.map((ticket) => ticket.path.slice(queueDir.length + 1))].sort());
+    for (const ticket of tickets) ticket.withdraw();
   });
 });
