@@ -102,10 +102,9 @@ export class PortAllocator {
     const owner = ownerFields(this.paths.dir, this.options.sharedStateDir, request.pid, ownerStartTime);
     const opens = opensThatMatter(request, this.options.ephemeralPortRange);
     const skipped = new SkippedPorts(this.blockedPorts.for(request), request.protocol === 'udp' ? undefined : this.socketTable, opens);
-    // A fresh process reads the state and runs the lock and search code once before it
-    // contends: cold code is several times slower, and with many processes on few cores a
-    // holder slow on the CPU keeps everyone waiting.
-    const prefetched = await this.transactions.prefetch();
+    // A fresh process reads the state and runs the search code once before it contends: cold
+    // code is several times slower, and a holder slow on the CPU keeps everyone waiting.
+    const prefetched = this.transactions.prefetch();
     if (prefetched !== undefined) warmUpSearch(prefetched.claims);
     await this.owners.refresh(prefetched?.claims);
     const busy = new Set<number>();

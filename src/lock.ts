@@ -1,6 +1,4 @@
-import { lstatSync, mkdirSync, readdirSync, realpathSync, rmdirSync, type Stats, statSync, utimesSync } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
-import { threadId } from 'node:worker_threads';
+import { lstatSync, mkdirSync, realpathSync, rmdirSync, type Stats, statSync, utimesSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import lockfile from 'proper-lockfile';
@@ -303,30 +301,4 @@ export class StateLock {
       return false;
     }
   }
-}
-
-// A warm-up lock left by a process killed in the middle of one is removed after this long.
-const WARM_UP_LEFTOVER_MS = 10_000;
-
-/**
- * Takes and releases a lock of this thread's own next to `target`, through the same code as
- * the real one, so that a fresh process does not run cold code while it holds the real lock
- * (on few cores, everyone waits for a holder slow on the CPU). Also removes warm-up locks
- * that killed processes left behind: removing one is always harmless, it guards nothing.
- */
-export async function warmUpLock(target: string): Promise<void> {
-  const prefix = `${basename(target)}.warm-`;
-  try {
-    const dir = dirname(target);
-    for (const name of readdirSync(dir)) {
-      if (!name.startsWith(prefix) || !name.endsWith('.lock')) continue;
-      const path = join(dir, name);
-      if (Date.now() - lstatSync(path).mtimeMs > WARM_UP_LEFTOVER_MS) rmdirSync(path);
-    }
-  } catch {
-    // Gone meanwhile, or not ours to remove: it does no harm.
-  }
-  await new StateLock(`${target}.warm-${process.pid}-${threadId}`, { timeoutMs: 0, staleMs: WARM_UP_LEFTOVER_MS })
-    .runExclusive(() => undefined)
-    .catch(() => undefined);
 }

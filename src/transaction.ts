@@ -1,7 +1,7 @@
 import { lstatSync } from 'node:fs';
 import { StateIoError } from './errors.js';
 import { currentBootId } from './liveness.js';
-import { type LockSettings, StateLock, type WaitOptions, warmUpLock } from './lock.js';
+import { type LockSettings, StateLock, type WaitOptions } from './lock.js';
 import { StateStore } from './state.js';
 import type { StateData } from './state-format.js';
 import { prepareStateDir, type StatePaths } from './state-dir.js';
@@ -160,19 +160,16 @@ export class StateTransactions {
 
   /**
    * Once per process, before it contends: reads the state into this process's copy (so the
-   * locked read only has the lines appended since), and runs the lock code once on a lock of
-   * its own. Errors are left for the locked read to report. Resolves to the state read.
+   * locked read only has the lines appended since). Errors are left for the locked read to
+   * report. Returns the state read.
    */
-  async prefetch(): Promise<StateData | undefined> {
+  prefetch(): StateData | undefined {
     if (this.store.hasSnapshot) return undefined;
-    let state: StateData;
     try {
-      state = this.read();
+      return this.read();
     } catch {
       return undefined;
     }
-    await warmUpLock(this.paths.stateFile);
-    return state;
   }
 
   /**
