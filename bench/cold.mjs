@@ -15,7 +15,7 @@ function time(args, env) {
   return micros;
 }
 
-export async function coldTable() {
+export async function coldTable(facts = new Map()) {
   const runs = quick ? 2 : 30;
   const { dir, cleanup } = tempDir('/tmp');
   try {
@@ -37,6 +37,7 @@ export async function coldTable() {
       for (let i = 0; i < runs; i++) samples.push(time(args, { PORTLEASE_STATE_DIR: dir }));
       const value = median(samples);
       nodeOnly ??= value;
+      facts.set(`cold.${name}`, value);
       rows.push([name, ratio(value, nodeOnly), formatMicros(value)]);
     }
     return `Median of ${runs} runs, spawned from Node (spawnSync), state on /tmp.\n\n${table(['subject', '× node -e 0', 'wall'], rows)}`;

@@ -34,8 +34,11 @@ async function round(subject, processes, base) {
   }
 }
 
-/** Rows per subject and process count: p50, p99, max latency, wall, duplicates. */
-export async function contentionTable() {
+/**
+ * Rows per subject and process count: p50, p99, max latency, wall, duplicates. Key numbers
+ * also go into `facts` (for the goals table of bench/run.mjs), when given.
+ */
+export async function contentionTable(facts = new Map()) {
   const counts = quick ? [4] : (process.env.BENCH_COUNTS ?? '4,16,32').split(',').map(Number);
   const rounds = quick ? 1 : Number(process.env.BENCH_ROUNDS ?? 5);
   const rows = [];
@@ -61,6 +64,9 @@ export async function contentionTable() {
         latencies.push(...times);
         walls += Math.max(...times);
       }
+      facts.set(`contention.p99.${subject}.${processes}`, quantile(latencies, 0.99));
+      facts.set(`contention.max.${subject}.${processes}`, Math.max(...latencies));
+      facts.set(`contention.faults.${subject}.${processes}`, duplicates + failedBinds + errors);
       rows.push([
         subject,
         String(processes),

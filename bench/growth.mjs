@@ -72,13 +72,15 @@ async function naiveJsonAt(root, live) {
   }
 }
 
-export async function growthTable(roots) {
+export async function growthTable(roots, facts = new Map()) {
   const sizes = quick ? [10, 100] : [10, 100, 1000, 5000];
   const rows = [];
   for (const [label, root] of Object.entries(roots)) {
     const results = [];
     for (const live of sizes) results.push([live, await portleaseAt(root, live), await naiveJsonAt(root, live)]);
     const [, first, firstNaive] = results[0];
+    const [lastLive, last] = results[results.length - 1];
+    facts.set(`growth.${label}`, { live: lastLive, claimRelease: last.claimRelease / first.claimRelease, cli: last.cli / first.cli });
     for (const [live, portlease, naive] of results) {
       rows.push([
         label,

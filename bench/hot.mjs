@@ -94,13 +94,14 @@ export async function runHot(root, count) {
 }
 
 /** The markdown table of the hot benchmark for `roots` (filesystem label → directory). */
-export async function hotTable(roots) {
+export async function hotTable(roots, facts = new Map()) {
   const out = [];
   for (const [label, root] of Object.entries(roots)) {
     for (const count of [1, 3]) {
       const rows = await runHot(root, count);
       const floor = rows.find(([name]) => name === 'floor')[1];
       const getPortTime = rows.find(([name]) => name === 'get-port')[1];
+      facts.set(`hot.${label}.${count}`, rows.find(([name]) => name === 'portlease claim')[1] / getPortTime);
       out.push(`**${count} port${count === 1 ? '' : 's'}, state on ${label}** (median of ${quick ? 5 : 400})\n`);
       out.push(
         table(
