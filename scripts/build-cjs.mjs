@@ -1,24 +1,16 @@
-// The CommonJS build, next to tsc's ESM one: dist/index.cjs and a .d.cts twin of every .d.ts.
+// The CommonJS build, next to the ESM one: dist/index.cjs and a .d.cts twin of every .d.ts.
 //
 // Why a bundle: jest's default (CommonJS) mode and older tools `require()` the package and
 // cannot load ES modules, and env-paths is ESM-only, so it is bundled in. proper-lockfile is
-// CommonJS and stays a dependency, shared with the ESM build. Process-wide state is kept on
-// globalThis (src/process-state.ts), so both builds loaded in one process still agree.
+// CommonJS and stays a dependency, required from node_modules (the ESM bundle has its own
+// copy, see build-esm.mjs). Process-wide state is kept on globalThis (src/process-state.ts),
+// so both builds loaded in one process still agree; the lock itself is the directory on disk.
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { build } from 'esbuild';
+import { licenceFooter } from './bundled-licences.mjs';
 
 const dist = new URL('../dist/', import.meta.url).pathname;
-
-// The MIT licences of the bundled packages travel with their code, as MIT asks.
-const bundled = ['env-paths', 'is-safe-filename'];
-const licences = bundled
-  .map((name) => {
-    const dir = new URL(`../node_modules/${name}/`, import.meta.url).pathname;
-    const file = readdirSync(dir).find((entry) => /^licen[cs]e/i.test(entry));
-    return `${name}:\n${readFileSync(join(dir, file), 'utf8').trim()}`;
-  })
-  .join('\n\n');
 
 await build({
   entryPoints: [new URL('../src/index.ts', import.meta.url).pathname],
@@ -32,7 +24,7 @@ await build({
   // dynamic import without --experimental-vm-modules.
   supported: { 'dynamic-import': false },
   legalComments: 'eof',
-  footer: { js: `/*\nBundled into this file:\n\n${licences.replaceAll('*/', '* /')}\n*/` },
+  footer: { js: licenceFooter(['env-paths', 'is-safe-filename']) },
   logLevel: 'warning',
 });
 

@@ -4,22 +4,13 @@
 // without setting up its ES module loader, and one file is read and compiled once instead of
 // resolving a few dozen modules; the command also starts without graceful-fs (see the shim).
 // Measured (bench/cold.mjs): ~2.1x `node -e 0` for the ESM modules, ~1.4x for this bundle.
-import { chmodSync, readdirSync, readFileSync } from 'node:fs';
+import { chmodSync } from 'node:fs';
 import { join } from 'node:path';
 import { build } from 'esbuild';
+import { licenceFooter } from './bundled-licences.mjs';
 
 const root = new URL('../', import.meta.url).pathname;
 const outfile = join(root, 'dist', 'cli.cjs');
-
-// The MIT and ISC licences of the bundled packages travel with their code, as they ask.
-const bundled = ['env-paths', 'is-safe-filename', 'proper-lockfile', 'retry', 'signal-exit'];
-const licences = bundled
-  .map((name) => {
-    const dir = join(root, 'node_modules', name);
-    const file = readdirSync(dir).find((entry) => /^licen[cs]e/i.test(entry));
-    return file === undefined ? `${name}: see its package.json` : `${name}:\n${readFileSync(join(dir, file), 'utf8').trim()}`;
-  })
-  .join('\n\n');
 
 await build({
   entryPoints: [join(root, 'src', 'cli.ts')],
@@ -33,7 +24,7 @@ await build({
   define: { 'import.meta.url': '__portleaseModuleUrl' },
   banner: { js: "const __portleaseModuleUrl = require('node:url').pathToFileURL(__filename).href;" },
   legalComments: 'eof',
-  footer: { js: `/*\nBundled into this file:\n\n${licences.replaceAll('*/', '* /')}\n*/` },
+  footer: { js: licenceFooter(['env-paths', 'is-safe-filename', 'proper-lockfile', 'retry', 'signal-exit']) },
   logLevel: 'warning',
 });
 chmodSync(outfile, 0o755);
