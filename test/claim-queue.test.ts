@@ -1,5 +1,5 @@
 import type { ChildProcess } from 'node:child_process';
-import { mkdirSync, readdirSync, readFileSync, rmdirSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ClaimQueue, QueueTicket } from '../src/claim-queue.js';
@@ -80,21 +80,33 @@ function newQueue(): ClaimQueue {
   return new ClaimQueue(statePaths(stateDir).queueDir, { file: 0o600, dir: 0o700 });
 }
 
+/** Takes the lock by hand, as a holder would; returns what gives it back (idempotent). */
+function holdLock(): () => void {
+  const lockPath = `${statePaths(stateDir).stateFile}.lock`;
+  mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+  mkdirSync(lockPath);
+  return () => rmSync(lockPath, { recursive: true, force: true });
+}
+
+/** Claimers of `ports` ports from `base` that see the lock unchanged as stale only after 20 s. */
+function forkPatientClaimers(count: number, base: number, ports: number, into: ChildProcess[]): void {
+  for (let index = 0; index < count; index++)
+    into.push(forkFixture('queued-claimer.mjs', [stateDir, String(base), String(ports), '20000']));
+}
+
 describe.skipIf(linuxOnly)('processes that find the lock held are recorded by its holder', () => {
   it('records every request queued while the lock was held in one write, even for a waiter stopped (SIGSTOP) meanwhile', async () => {
     const base = await freeRunBase(40);
-    const lockPath = `${statePaths(stateDir).stateFile}.lock`;
-    mkdirSync(stateDir, { recursive: true, mode: 0o700 });
-    mkdirSync(lockPath); // this test holds the lock
+    const releaseLock = holdLock();
     const waiters: ChildProcess[] = [];
     try {
-      for (let index = 0; index < 6; index++) waiters.push(forkFixture('queued-claimer.mjs', [stateDir, String(base), '3', '20000']));
+      forkPatientClaimers(6, base, 3, waiters);
       await untilQueued(6);
       const stopped = waiters[0]!;
       stopped.kill('SIGSTOP');
       await untilStopped(stopped);
       const reports = waiters.slice(1).map((waiter) => nextMessage<Report>(waiter, 30_000));
-      rmdirSync(lockPath);
+      releaseLock();
       const running = await Promise.all(reports);
 
       // The stopped waiter's claim was recorded by the holder while it was stopped.
@@ -117,28 +129,22 @@ describe.skipIf(linuxOnly)('processes that find the lock held are recorded by it
       await Promise.all(waiters.map((waiter) => exited(waiter)));
     } finally {
       killAll(waiters);
-      try {
-        rmdirSync(lockPath);
-      } catch {
-        // Released above.
-      }
+      releaseLock();
     }
   });
 
   it('a waiter killed (SIGKILL) with its request queued holds nothing once reaped, and nobody waits for it', async () => {
     const base = await freeRunBase(20);
-    const lockPath = `${statePaths(stateDir).stateFile}.lock`;
-    mkdirSync(stateDir, { recursive: true, mode: 0o700 });
-    mkdirSync(lockPath);
+    const releaseLock = holdLock();
     const waiters: ChildProcess[] = [];
     try {
-      for (let index = 0; index < 3; index++) waiters.push(forkFixture('queued-claimer.mjs', [stateDir, String(base), '2', '20000']));
+      forkPatientClaimers(3, base, 2, waiters);
       await untilQueued(3);
       const killed = waiters[1]!;
       killed.kill('SIGKILL');
       await exited(killed);
       const reports = [waiters[0]!, waiters[2]!].map((waiter) => nextMessage<Report>(waiter, 30_000));
-      rmdirSync(lockPath);
+      releaseLock();
       const survivors = await Promise.all(reports);
       for (const report of survivors) expect(report.error).toBeUndefined();
       expect(requestFiles()).toEqual([]);
@@ -163,21 +169,21 @@ describe.skipIf(linuxOnly)('processes that find the lock held are recorded by it
       await Promise.all(waiters.map((waiter) => exited(waiter)));
     } finally {
       killAll(waiters);
+      releaseLock();
     }
   });
 
   /** Holds the lock by hand, as a live holder would: its directory touched, so it never looks stale. */
   function holdLiveLock(): () => void {
+    const releaseLock = holdLock();
     const lockPath = `${statePaths(stateDir).stateFile}.lock`;
-    mkdirSync(stateDir, { recursive: true, mode: 0o700 });
-    mkdirSync(lockPath);
     const touch = setInterval(() => {
       const now = new Date();
       utimesSync(lockPath, now, now);
     }, 300);
     return () => {
       clearInterval(touch);
-      rmdirSync(lockPath);
+      releaseLock();
     };
   }
 
