@@ -6,7 +6,7 @@ import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PortAllocator } from '../dist/index.js';
-import { procNetSource, SocketTable } from '../dist/socket-table.js';
+import { procNetSource, SocketTable } from '../dist/ports/socket-table.js';
 
 const CLAIMS = 300;
 const ROUNDS = 5;

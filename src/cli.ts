@@ -15,7 +15,7 @@ const COMMANDS: Readonly<Record<string, () => Promise<Command>>> = {
   release: async () => (await import('./cli/release.js')).runRelease,
   list: async () => (await import('./cli/list.js')).runList,
   reap: async () => (await import('./cli/reap.js')).runReap,
-  exec: async () => (await import('./cli/exec.js')).runExec,
+  exec: async () => (await import('./cli/exec/exec.js')).runExec,
 };
 
 function version(): string {

@@ -2,11 +2,11 @@
  * portlease: race-free free TCP ports for many processes on one host.
  * This entry only re-exports; each concept lives in its own module.
  */
-export { PortAllocator } from './allocator.js';
-export type { ClaimInfo, Lease, ListeningSockets, ListOptions, ReleaseFilter, StickyPorts } from './allocator.js';
-export { claimPorts, findSequentialPorts, getDefaultAllocator, listClaims, reapClaims, release } from './default-allocator.js';
-export type { ClaimPortsOptions } from './default-allocator.js';
-export { claimOnce } from './claim-once.js';
+export { PortAllocator } from './api/allocator.js';
+export type { ClaimInfo, Lease, ListeningSockets, ListOptions, ReleaseFilter, StickyPorts } from './api/allocator.js';
+export { claimPorts, findSequentialPorts, getDefaultAllocator, listClaims, reapClaims, release } from './api/default-allocator.js';
+export type { ClaimPortsOptions } from './api/default-allocator.js';
+export { claimOnce } from './api/claim-once.js';
 export {
   HostUnavailableError,
   isPortleaseError,
@@ -18,10 +18,10 @@ export {
   StateIoError,
   UnsafeStateDirError,
   UnsupportedError,
-} from './errors.js';
-export type { ExhaustedDetail, PortleaseErrorByCode, PortleaseErrorCode } from './errors.js';
-export { SHARED_STATE_DIR_ENV, STATE_DIR_ENV } from './options.js';
-export type { AllocatorOptions, ClaimOptions, Protocol } from './options.js';
-export type { PortExclusion, PortRange } from './port-ranges.js';
+} from './base/errors.js';
+export type { ExhaustedDetail, PortleaseErrorByCode, PortleaseErrorCode } from './base/errors.js';
+export { SHARED_STATE_DIR_ENV, STATE_DIR_ENV } from './options/options.js';
+export type { AllocatorOptions, ClaimOptions, Protocol } from './options/options.js';
+export type { PortExclusion, PortRange } from './ports/port-ranges.js';
 // Internals (lock, state file, liveness, probe) are deliberately not exported: the state
 // format and lock layout may change between minor versions; the API above will not.

@@ -3,9 +3,9 @@
  * a module renamed or split then breaks this file's type check, not only the slow tests that
  * run the fixtures. Not part of the public interface: package.json does not export it.
  */
-export { currentPidNamespace } from './liveness.js';
-export { StateLock } from './lock.js';
-export { probeBeacons } from './beacon-probe.js';
-export { ensureOwnBeacon } from './owner-beacon.js';
-export { findBusyPorts } from './probe.js';
-export { statePaths } from './state-dir.js';
+export { currentPidNamespace } from './liveness/liveness.js';
+export { StateLock } from './store/lock.js';
+export { probeBeacons } from './liveness/beacon-probe.js';
+export { ensureOwnBeacon } from './liveness/owner-beacon.js';
+export { findBusyPorts } from './ports/probe.js';
+export { statePaths } from './store/state-dir.js';

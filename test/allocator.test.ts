@@ -10,7 +10,7 @@ import {
   findSequentialPorts,
   release,
 } from '../src/index.js';
-import type { ClaimRecord } from '../src/state.js';
+import type { ClaimRecord } from '../src/store/state.js';
 import {
   canBind,
   close,

@@ -2,13 +2,13 @@ import type { ChildProcess } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { ClaimQueue, QueueTicket } from '../src/claim-queue.js';
+import { ClaimQueue, QueueTicket } from '../src/queue/claim-queue.js';
 import { PortAllocator } from '../src/index.js';
-import { currentStartTime } from '../src/liveness.js';
-import { ownerFields } from '../src/new-claim.js';
-import { queuedRequest } from '../src/queued-claims.js';
-import { resolveClaimOptions } from '../src/options.js';
-import { statePaths } from '../src/state-dir.js';
+import { currentStartTime } from '../src/liveness/liveness.js';
+import { ownerFields } from '../src/claims/new-claim.js';
+import { queuedRequest } from '../src/queue/queued-claims.js';
+import { resolveClaimOptions } from '../src/options/options.js';
+import { statePaths } from '../src/store/state-dir.js';
 import {
   exited,
   forkFixture,

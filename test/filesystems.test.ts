@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PortAllocator } from '../src/index.js';
-import { closeOwnBeacons } from '../src/owner-beacon.js';
+import { closeOwnBeacons } from '../src/liveness/owner-beacon.js';
 import { exited, forkFixture, freeRunBase, killAll, storedClaims } from './helpers.js';
 
 // Filesystems differ in what stat reports. On ext4 with 128-byte inodes (old images, some

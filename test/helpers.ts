@@ -6,8 +6,8 @@ import { connect, createServer, isIP, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { markLocalPorts } from '../src/socket-table.js';
-import { type ClaimRecord, StateStore } from '../src/state.js';
+import { markLocalPorts } from '../src/ports/socket-table.js';
+import { type ClaimRecord, StateStore } from '../src/store/state.js';
 
 /** A fresh private state directory; removed by the returned cleanup. */
 export function makeStateDir(): { dir: string; cleanup: () => void } {

@@ -2,7 +2,7 @@ import type { ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { LockTimeoutError, PortAllocator } from '../src/index.js';
-import { StateLock } from '../src/lock.js';
+import { StateLock } from '../src/store/lock.js';
 import { exited, forkFixture, freeRunBase, killAll, makeStateDir, nextMessage, storedClaims } from './helpers.js';
 
 let stateDir: string;

@@ -3,7 +3,7 @@ import { readFileSync, readlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { PortAllocator } from '../src/index.js';
-import { closeOwnBeacons } from '../src/owner-beacon.js';
+import { closeOwnBeacons } from '../src/liveness/owner-beacon.js';
 import { distEntry, exited, fixturesDir, freeRunBase, killAll, makeStateDir, storedClaims } from './helpers.js';
 import { runBash } from './cli/run-cli.js';
 

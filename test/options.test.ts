@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { claimPorts, findSequentialPorts, PortAllocator } from '../src/index.js';
-import { defaultStateDir, resolveAllocatorOptions, resolveClaimOptions } from '../src/options.js';
+import { defaultStateDir, resolveAllocatorOptions, resolveClaimOptions } from '../src/options/options.js';
 import { freeRunBase, makeStateDir, snapshotDir } from './helpers.js';
 
 let stateDir: string;

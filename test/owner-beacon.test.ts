@@ -3,9 +3,9 @@ import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, rmSync, symlink
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { currentPidNamespace, isOwnerAlive } from '../src/liveness.js';
-import { probeBeacons, sweepDeadBeacons } from '../src/beacon-probe.js';
-import { closeOwnBeacons, ensureOwnBeacon, isBeaconName } from '../src/owner-beacon.js';
+import { currentPidNamespace, isOwnerAlive } from '../src/liveness/liveness.js';
+import { probeBeacons, sweepDeadBeacons } from '../src/liveness/beacon-probe.js';
+import { closeOwnBeacons, ensureOwnBeacon, isBeaconName } from '../src/liveness/owner-beacon.js';
 import {
   canRunAsNobody,
   distEntry,
@@ -170,7 +170,7 @@ describe.skipIf(!supported)('owner beacon', () => {
   it('gives each worker thread its own beacon, removed when the worker ends', async () => {
     const own = ensureOwnBeacon(dir, false)!;
     const code = `import(process.env.BEACON_MODULE).then(({ ensureOwnBeacon }) => require('node:worker_threads').parentPort.postMessage(ensureOwnBeacon(process.env.BEACON_DIR, false)));`;
-    const worker = new Worker(code, { eval: true, env: { BEACON_MODULE: join(distEntry, '../owner-beacon.js'), BEACON_DIR: dir } });
+    const worker = new Worker(code, { eval: true, env: { BEACON_MODULE: join(distEntry, '../liveness/owner-beacon.js'), BEACON_DIR: dir } });
     const ended = new Promise((resolve) => worker.once('exit', resolve));
     try {
       const name = await new Promise<string>((resolve, reject) => {

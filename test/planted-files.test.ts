@@ -3,8 +3,8 @@ import { existsSync, mkdirSync, readdirSync, symlinkSync, writeFileSync } from '
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { PortAllocator, StateIoError } from '../src/index.js';
-import { statePaths } from '../src/state-dir.js';
-import { currentBootId } from '../src/liveness.js';
+import { statePaths } from '../src/store/state-dir.js';
+import { currentBootId } from '../src/liveness/liveness.js';
 import { freeRunBase, makeStateDir } from './helpers.js';
 
 // Anyone who can write a shared state directory could plant a FIFO or a device where

@@ -9,7 +9,7 @@ import {
   readEphemeralRange,
   systemEphemeralRange,
   UNSAFE_PORTS,
-} from '../src/port-ranges.js';
+} from '../src/ports/port-ranges.js';
 import { freeRunBase, hasIPv6, makeStateDir, nextBindableRun } from './helpers.js';
 
 const ipv6 = await hasIPv6();

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { HostUnavailableError, isPortleaseError, PortAllocator } from '../src/index.js';
-import { type AddressStack, findBusyPorts, probeAddresses } from '../src/probe.js';
+import { type AddressStack, findBusyPorts, probeAddresses } from '../src/ports/probe.js';
 import {
   bindUdp,
   canBind,

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { claimsReleasedAtExit, newClaimId, resetProcessState } from '../src/process-state.js';
+import { claimsReleasedAtExit, newClaimId, resetProcessState } from '../src/base/process-state.js';
 
 describe('process-wide state', () => {
   afterEach(() => resetProcessState());

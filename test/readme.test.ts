@@ -20,7 +20,7 @@ function errorTable(): string[] {
 
 describe('the README', () => {
   it('lists in its error table every error code the code can raise', () => {
-    const union = readFileSync(join(root, 'src', 'errors.ts'), 'utf8');
+    const union = readFileSync(join(root, 'src', 'base', 'errors.ts'), 'utf8');
     const libraryCodes = [
       ...union
         .slice(union.indexOf('export type PortleaseErrorCode'), union.indexOf(';', union.indexOf('export type PortleaseErrorCode')))

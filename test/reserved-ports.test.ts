@@ -1,5 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { parseLinuxReservedPorts, parseNetshExcludedPorts, readReservedPorts, type ReservedPortSources } from '../src/reserved-ports.js';
+import {
+  parseLinuxReservedPorts,
+  parseNetshExcludedPorts,
+  readReservedPorts,
+  type ReservedPortSources,
+} from '../src/ports/reserved-ports.js';
 
 // Real `netsh interface ipv4 show excludedportrange protocol=tcp` output of a Windows 10
 // machine with Hyper-V, as posted in the Stack Overflow question "What is Administered port

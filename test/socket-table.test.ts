@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { PortAllocator } from '../src/index.js';
-import { markLocalPorts, procNetSource, SocketTable, type SocketTableSource } from '../src/socket-table.js';
+import { markLocalPorts, procNetSource, SocketTable, type SocketTableSource } from '../src/ports/socket-table.js';
 import {
   bindWithoutReuseAddr,
   canBind,

@@ -3,7 +3,7 @@ import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { isPortleaseError, PortAllocator, UnsafeStateDirError } from '../src/index.js';
-import { prepareStateDir, statePaths } from '../src/state-dir.js';
+import { prepareStateDir, statePaths } from '../src/store/state-dir.js';
 import { canRunAsNobody, freeRunBase, makeStateDir, NOBODY_SKIP_REASON, nobodyReadableCopy, removeNobodyReadableCopy } from './helpers.js';
 
 const posix = process.platform !== 'win32';

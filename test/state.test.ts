@@ -15,10 +15,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { PortAllocator, StateIoError } from '../src/index.js';
-import { type ClaimRecord, CORRUPT_STATE_WARNING, STATE_VERSION, StateStore } from '../src/state.js';
+import { type ClaimRecord, CORRUPT_STATE_WARNING, STATE_VERSION, StateStore } from '../src/store/state.js';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { currentBootId } from '../src/liveness.js';
-import { statePaths } from '../src/state-dir.js';
+import { currentBootId } from '../src/liveness/liveness.js';
+import { statePaths } from '../src/store/state-dir.js';
 import { distEntry, fixturesDir, freeRunBase, killAll, makeStateDir, nextMessage, storedClaims } from './helpers.js';
 
 /** Mounting a tmpfs needs root (CI runs as root); elsewhere the full-disk case is skipped, and says so. */

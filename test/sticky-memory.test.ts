@@ -2,7 +2,7 @@ import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { PortAllocator } from '../src/index.js';
-import { MAX_STICKY_LABELS, readStickyMemory, rememberSticky } from '../src/sticky-memory.js';
+import { MAX_STICKY_LABELS, readStickyMemory, rememberSticky } from '../src/store/sticky-memory.js';
 import { freeRunBase, makeStateDir } from './helpers.js';
 
 let stateDir: string;

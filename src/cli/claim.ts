@@ -1,4 +1,4 @@
-import { resolveClaimOptions } from '../options.js';
+import { resolveClaimOptions } from '../options/options.js';
 import {
   asUsage,
   CLAIM_SHAPE_OPTIONS,

@@ -1,4 +1,4 @@
-import { isPortleaseError } from '../errors.js';
+import { isPortleaseError } from '../base/errors.js';
 import { UsageError } from './args.js';
 
 /**

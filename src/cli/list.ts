@@ -1,4 +1,4 @@
-import type { ClaimInfo } from '../allocator.js';
+import type { ClaimInfo } from '../api/allocator.js';
 import { COMMON_OPTIONS, noPositionals, parseCommandLine } from './args.js';
 import { formatDuration } from './duration.js';
 import { HELP } from './help.js';

@@ -1,4 +1,4 @@
-import { PortAllocator } from '../allocator.js';
+import { PortAllocator } from '../api/allocator.js';
 import { asUsage } from './args.js';
 
 /** The allocator for `--state-dir` (or the library default); a malformed directory is bad usage. */

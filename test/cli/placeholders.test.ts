@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { UsageError } from '../../src/cli/args.js';
-import { expandPlaceholders, hasPlaceholders } from '../../src/cli/placeholders.js';
+import { expandPlaceholders, hasPlaceholders } from '../../src/cli/exec/placeholders.js';
 import { envLines, portVariables } from '../../src/cli/port-variables.js';
-import { trampolineScript } from '../../src/cli/trampoline.js';
+import { trampolineScript } from '../../src/cli/exec/trampoline.js';
 
 const variables = portVariables({ prefix: '', names: ['api', 'db'] }, [8090, 8091]);
 

@@ -2,7 +2,7 @@ import { spawn, type SpawnOptions } from 'node:child_process';
 import { chmodSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { statePaths } from '../../src/state-dir.js';
+import { statePaths } from '../../src/store/state-dir.js';
 import { canRunAsNobody, makeStateDir, NOBODY_SKIP_REASON, nobodyReadableCopy, removeNobodyReadableCopy } from '../helpers.js';
 import { cliPath, finished, startCli } from './run-cli.js';
 

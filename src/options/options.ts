@@ -1,0 +1,167 @@
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import envPaths from 'env-paths';
+import {
+  describe,
+  isValidHost,
+  requireBoolean,
+  requireExclusions,
+  requireInteger,
+  requireProtocol,
+  requireRange,
+} from './option-checks.js';
+import { MAX_PORT } from '../ports/port-ranges.js';
+
+export { isValidHost } from './option-checks.js';
+export type { AllocatorOptions, ClaimOptions, Protocol, ResolvedAllocatorOptions, ResolvedClaimOptions } from './option-types.js';
+import type { AllocatorOptions, ClaimOptions, ResolvedAllocatorOptions, ResolvedClaimOptions } from './option-types.js';
+
+/** Environment variable that overrides the default state directory. */
+export const STATE_DIR_ENV = 'PORTLEASE_STATE_DIR';
+/** Environment variable that opts in to a state directory shared by several users (`1`). */
+export const SHARED_STATE_DIR_ENV = 'PORTLEASE_SHARED_STATE_DIR';
+
+/**
+ * Prefix of the environment variables through which {@link claimOnce} hands a process
+ * tree's ports down: `PORTLEASE_ONCE_<NAME>`. Written by the claiming process for its
+ * descendants; the one variable portlease writes rather than only reads.
+ */
+export const ONCE_ENV_PREFIX = 'PORTLEASE_ONCE_';
+
+/** The environment variable of the `claimOnce` name `name` (letters, digits, `_`). */
+export function onceEnvName(name: string): string {
+  if (typeof name !== 'string' || !/^[A-Za-z0-9_]{1,64}$/.test(name)) {
+    throw new TypeError(`Expected \`name\` to be 1 to 64 letters, digits or underscores, got ${JSON.stringify(name)}.`);
+  }
+  return `${ONCE_ENV_PREFIX}${name.toUpperCase()}`;
+}
+
+/** What an ancestor's `claimOnce(name)` left in the environment, if anything. */
+export function inheritedOnceValue(name: string, env: NodeJS.ProcessEnv = process.env): string | undefined {
+  return env[onceEnvName(name)];
+}
+
+export const DEFAULT_BASE = 8090;
+export const DEFAULT_COUNT = 1;
+export const DEFAULT_HOST = '0.0.0.0';
+const DEFAULT_LOCK_TIMEOUT_MS = 10_000;
+const DEFAULT_STALE_MS = 2000;
+// proper-lockfile's own floor. Where mtimes have 1 s granularity, a lock taken at x.999 s is
+// stamped x.000 and would look a second old at once; and a broken-and-retaken lock could not
+// be told from the old one within the same second.
+const MIN_STALE_MS = 2000;
+const MAX_LABEL_LENGTH = 200;
+
+/**
+ * Checks a caller's claim options and fills in the defaults. Throws `TypeError` or
+ * `RangeError` naming the option and the value; touches no file.
+ */
+export function resolveClaimOptions(input: ClaimOptions = {}): ResolvedClaimOptions {
+  if (typeof input !== 'object' || input === null) {
+    throw new TypeError(`Expected options to be an object, got ${describe(input)}.`);
+  }
+  const base = requireInteger('base', input.base ?? DEFAULT_BASE, 1, MAX_PORT);
+  const count = requireInteger('count', input.count ?? DEFAULT_COUNT, 1, MAX_PORT);
+  if (base + count - 1 > MAX_PORT) {
+    throw new RangeError(
+      `Expected option \`count\` to fit below port ${MAX_PORT} from base ${base}, got ${count} (the run would end at ${base + count - 1}).`,
+    );
+  }
+  const host = input.host ?? DEFAULT_HOST;
+  if (typeof host !== 'string') {
+    throw new TypeError(`Expected option \`host\` to be a string, got ${describe(host)} (${typeof host}).`);
+  }
+  if (!isValidHost(host)) {
+    throw new TypeError(`Expected option \`host\` to be an IP address or host name, got ${describe(host)}.`);
+  }
+  const label = input.label;
+  if (label !== undefined) {
+    if (typeof label !== 'string') {
+      throw new TypeError(`Expected option \`label\` to be a string, got ${describe(label)} (${typeof label}).`);
+    }
+    if (label.length > MAX_LABEL_LENGTH) {
+      throw new RangeError(`Expected option \`label\` to be at most ${MAX_LABEL_LENGTH} characters, got ${label.length}.`);
+    }
+  }
+  const pid = requireInteger('pid', input.pid ?? process.pid, 1, 2 ** 32 - 1);
+  const ttlMs = input.ttlMs === undefined ? undefined : requireInteger('ttlMs', input.ttlMs, 1, Number.MAX_SAFE_INTEGER);
+  const protocol = requireProtocol(input.protocol ?? 'tcp');
+  const exclude = requireExclusions(input.exclude ?? []);
+  const allowEphemeralPorts = requireBoolean('allowEphemeralPorts', input.allowEphemeralPorts ?? false);
+  const allowUnsafePorts = requireBoolean('allowUnsafePorts', input.allowUnsafePorts ?? false);
+  const allowReservedPorts = requireBoolean('allowReservedPorts', input.allowReservedPorts ?? false);
+  const max = requireInteger('max', input.max ?? MAX_PORT, 1, MAX_PORT);
+  if (base + count - 1 > max) {
+    throw new RangeError(
+      `Expected option \`max\` to leave room for ${count} port${count === 1 ? '' : 's'} from base ${base} (at least ${base + count - 1}), got ${max}.`,
+    );
+  }
+  const sticky = requireBoolean('sticky', input.sticky ?? false);
+  if (sticky && label === undefined) {
+    throw new TypeError('Expected option `label` with `sticky: true`: the label names the ports to remember.');
+  }
+  return {
+    base,
+    count,
+    host,
+    label,
+    pid,
+    ttlMs,
+    protocol,
+    exclude,
+    allowEphemeralPorts,
+    allowUnsafePorts,
+    allowReservedPorts,
+    max,
+    sticky,
+  };
+}
+
+/**
+ * The default state directory: the environment variable, else a temporary directory of this
+ * user's own: `<tmp>/portlease-<uid>` where there are uids, env-paths' `temp` on Windows.
+ */
+export function defaultStateDir(env: NodeJS.ProcessEnv = process.env): string {
+  const fromEnv = env[STATE_DIR_ENV];
+  if (fromEnv !== undefined && fromEnv !== '') return fromEnv;
+  // A temporary directory lives as long as the boot on most systems, like the claims it holds.
+  // Named by uid, not as env-paths names it on Linux (after the basename of HOME): service
+  // accounts whose HOME is / or /nonexistent would share one directory, and the second user
+  // would be refused; the same user with another HOME (sudo, env -i) would not coordinate.
+  const uid = process.getuid?.();
+  if (uid !== undefined) return join(tmpdir(), `portlease-${uid}`);
+  // Windows: the temporary directory is already per user.
+  return envPaths('portlease', { suffix: '' }).temp;
+}
+
+/** Checks allocator settings and fills in the defaults (reading the environment once). */
+export function resolveAllocatorOptions(input: AllocatorOptions = {}, env: NodeJS.ProcessEnv = process.env): ResolvedAllocatorOptions {
+  if (typeof input !== 'object' || input === null) {
+    throw new TypeError(`Expected options to be an object, got ${describe(input)}.`);
+  }
+  const stateDir = input.stateDir ?? defaultStateDir(env);
+  if (typeof stateDir !== 'string' || stateDir === '') {
+    throw new TypeError(`Expected option \`stateDir\` to be a non-empty string, got ${describe(stateDir)}.`);
+  }
+  const lockTimeoutMs = requireInteger('lockTimeoutMs', input.lockTimeoutMs ?? DEFAULT_LOCK_TIMEOUT_MS, 0, 2 ** 31 - 1);
+  const staleMs = requireInteger('staleMs', input.staleMs ?? DEFAULT_STALE_MS, MIN_STALE_MS, 2 ** 31 - 1);
+  const sharedStateDir = input.sharedStateDir ?? env[SHARED_STATE_DIR_ENV] === '1';
+  if (typeof sharedStateDir !== 'boolean') {
+    throw new TypeError(`Expected option \`sharedStateDir\` to be a boolean, got ${describe(sharedStateDir)}.`);
+  }
+  const ephemeralPortRange =
+    input.ephemeralPortRange === undefined ? undefined : requireRange('ephemeralPortRange', input.ephemeralPortRange);
+  const socketTable = requireBoolean('socketTable', input.socketTable ?? true);
+  return { stateDir, lockTimeoutMs, staleMs, sharedStateDir, ephemeralPortRange, socketTable };
+}
+
+/**
+ * Environment variable naming a {@link PausePoint} at which the process stops itself, for
+ * tests of the write fencing only. Not part of the public interface.
+ */
+export const TEST_PAUSE_ENV = 'PORTLEASE_TEST_PAUSE_AT';
+
+/** The pause point a test asked for, if any. */
+export function requestedPausePoint(env: NodeJS.ProcessEnv = process.env): string | undefined {
+  return env[TEST_PAUSE_ENV] || undefined;
+}
