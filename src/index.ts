@@ -22,6 +22,6 @@ export {
 export type { ExhaustedDetail, PortleaseErrorByCode, PortleaseErrorCode } from './base/errors.js';
 export { SHARED_STATE_DIR_ENV, STATE_DIR_ENV } from './options/options.js';
 export type { AllocatorOptions, ClaimOptions, Protocol } from './options/options.js';
-export type { PortExclusion, PortRange } from './ports/port-ranges.js';
+export type { PortExclusion, PortRange } from './base/port-numbers.js';
 // Internals (lock, state file, liveness, probe) are deliberately not exported: the state
 // format and lock layout may change between minor versions; the API above will not.

@@ -3,7 +3,8 @@
  * a module renamed or split then breaks this file's type check, not only the slow tests that
  * run the fixtures. Not part of the public interface: package.json does not export it.
  */
-export { currentPidNamespace } from './liveness/liveness.js';
+export { pauseAt } from './base/pause-points.js';
+export { currentPidNamespace } from './base/proc.js';
 export { StateLock } from './store/lock.js';
 export { probeBeacons } from './liveness/beacon-probe.js';
 export { ensureOwnBeacon } from './liveness/owner-beacon.js';

@@ -1,4 +1,4 @@
-import { requestedPausePoint } from '../options/options.js';
+import { processSlot } from './process-state.js';
 
 /**
  * The steps of a state change between which a paused process must do no harm:
@@ -11,15 +11,28 @@ import { requestedPausePoint } from '../options/options.js';
  */
 export type PausePoint = 'append' | 'read-back' | 'seal' | 'publish' | 'queued' | 'settle';
 
-let pending = process.platform === 'win32' ? undefined : requestedPausePoint();
+// Process state: the test entry (dist/testing.js) and the bundle a fixture claims through are
+// two copies of this module, and must agree on one request.
+function pauseRequest(): { point: PausePoint | undefined } {
+  return processSlot('pause-point.v1', () => ({ point: undefined }));
+}
+
+/**
+ * For tests of the write fencing only, through the test entry: stop this process (SIGSTOP)
+ * the first time it reaches `point`; the test resumes it with SIGCONT. Unix only.
+ */
+export function pauseAt(point: PausePoint | undefined): void {
+  if (point !== undefined && process.platform === 'win32') throw new Error('pauseAt needs SIGSTOP, which Windows does not have.');
+  pauseRequest().point = point;
+}
 
 /**
  * Stops this process (SIGSTOP, as a suspend or a paused VM would) the first time it reaches
- * the point a test named in `PORTLEASE_TEST_PAUSE_AT`; the test resumes it with SIGCONT.
- * Inert otherwise.
+ * the point a test asked for with {@link pauseAt}. Inert otherwise.
  */
 export function pausePoint(point: PausePoint): void {
-  if (pending !== point) return;
-  pending = undefined;
+  const request = pauseRequest();
+  if (request.point !== point) return;
+  request.point = undefined;
   process.kill(process.pid, 'SIGSTOP');
 }

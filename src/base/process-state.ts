@@ -1,5 +1,5 @@
 import { threadId } from 'node:worker_threads';
-import { randomToken } from '../store/state-format.js';
+import { randomToken } from './random.js';
 
 /**
  * What belongs to this process (this thread, for a worker) rather than to one allocator:
@@ -87,6 +87,14 @@ export function processSlot<T>(key: string, create: () => T, dispose?: (value: T
     slots.set(key, slot);
   }
   return slot.value as T;
+}
+
+/**
+ * A fact about this process, computed once by `compute` (a namespace, the boot id, what /proc
+ * shows) and forgotten by {@link resetProcessState}.
+ */
+export function processCache<T>(key: string, compute: () => T): T {
+  return processSlot(`cache.${key}`, compute);
 }
 
 /** Forgets everything process-wide (the exit hook and every slot included); for tests. */

@@ -1,5 +1,5 @@
 import { FOREIGN_OWNER_MAX_AGE_MS, PID_REUSE_GUARD_MS } from '../liveness/liveness.js';
-import { MAX_PORT } from '../ports/port-ranges.js';
+import { isPort, MAX_PORT } from '../base/port-numbers.js';
 import type { ClaimRecord } from '../store/state-format.js';
 
 /** Tells whether a claim's owner, which made it `ageMs` ago, still runs; see `OwnerLiveness`. */
@@ -149,7 +149,7 @@ export function toPortSet(ports: number | readonly number[] | undefined): Set<nu
   const list = typeof ports === 'number' ? [ports] : ports;
   if (!Array.isArray(list)) throw new TypeError(`Expected \`ports\` to be a port number or an array of them, got ${String(ports)}.`);
   for (const port of list) {
-    if (!Number.isInteger(port) || port < 1 || port > MAX_PORT) {
+    if (!isPort(port)) {
       throw new RangeError(`Expected \`ports\` to hold integers from 1 to 65535, got ${JSON.stringify(port)}.`);
     }
   }

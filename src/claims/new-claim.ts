@@ -4,7 +4,8 @@
  */
 import { findFreeRun, isClaimLive, type OwnerCheck } from './claims.js';
 import { PortsExhaustedError } from '../base/errors.js';
-import { currentPidNamespace, type StartTime } from '../liveness/liveness.js';
+import { currentPidNamespace } from '../base/proc.js';
+import type { StartTime } from '../liveness/liveness.js';
 import type { ResolvedClaimOptions } from '../options/options.js';
 import { ensureOwnBeacon } from '../liveness/owner-beacon.js';
 import { newClaimId } from '../base/process-state.js';

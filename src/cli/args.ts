@@ -1,6 +1,6 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import type { ClaimOptions, Protocol } from '../options/options.js';
-import type { PortExclusion } from '../ports/port-ranges.js';
+import type { PortExclusion } from '../base/port-numbers.js';
 
 // @types/node does not export the options map's own name.
 type ParseArgsOptionsConfig = NonNullable<ParseArgsConfig['options']>;

@@ -1,5 +1,6 @@
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { basename } from 'node:path';
+import { procShowsOwnPidNamespace, readProcStat } from '../base/proc.js';
 
 /** One process of the tree, as far as the owner rule needs it. */
 export interface ProcessEntry {
@@ -50,22 +51,6 @@ const WRAPPERS = new Set([
 const INTERPRETER = /^(?:perl[\d.]*|python[\d.]*|tclsh[\d.]*|expect|ruby[\d.]*)$/;
 const MAX_DEPTH = 32;
 
-/**
- * Whether /proc shows this process's own PID namespace. In a PID namespace entered
- * without remounting /proc, `/proc/<pid>` would name other processes than our PIDs do.
- */
-let procIsOurs: boolean | undefined;
-function procMatchesNamespace(): boolean {
-  if (procIsOurs === undefined) {
-    try {
-      procIsOurs = Number(readlinkSync('/proc/self')) === process.pid;
-    } catch {
-      procIsOurs = false;
-    }
-  }
-  return procIsOurs;
-}
-
 function pipesOpenForReading(pid: number): string[] {
   const pipes: string[] = [];
   let fds: string[];
@@ -90,12 +75,12 @@ function pipesOpenForReading(pid: number): string[] {
 
 /** Reads a process's parent, command line, group, signals and pipes from /proc; `undefined` when it is gone. */
 export function readProcessEntry(pid: number): ProcessEntry | undefined {
-  if (!procMatchesNamespace()) return undefined;
+  // In a PID namespace entered without remounting /proc, /proc/<pid> names other processes.
+  if (!procShowsOwnPidNamespace()) return undefined;
+  const stat = readProcStat(pid);
+  if (stat === undefined) return undefined;
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
-    // The name (field 2) may hold spaces and parentheses; then state, ppid, pgrp, session, tty, tpgid.
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    const ppid = Number(fields[1]);
+    const { ppid } = stat;
     const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8')
       .split('\0')
       .filter((arg) => arg !== '');
@@ -107,8 +92,8 @@ export function readProcessEntry(pid: number): ProcessEntry | undefined {
       pid,
       ppid,
       argv: words,
-      pgid: Number(fields[2]),
-      tpgid: Number(fields[5]),
+      pgid: stat.pgrp,
+      tpgid: stat.tpgid,
       // SIGINT is signal 2: bit 1 of the mask's last hex digit.
       ignoresSigint: (Number.parseInt(sigIgn.slice(-1), 16) & 2) !== 0,
       readEnds: pipesOpenForReading(pid),

@@ -1,7 +1,8 @@
 import { lstatSync, readdirSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join, resolve } from 'node:path';
-import { fitsSunPath, isBeaconName, ownBeaconNames, SUN_PATH_SIZE, tryUnlink } from './owner-beacon.js';
+import { unlinkQuietly } from '../base/fs.js';
+import { fitsSunPath, isBeaconName, ownBeaconNames, SUN_PATH_SIZE } from './owner-beacon.js';
 
 /**
  * What a probe of an owner beacon (see `owner-beacon.ts`) found:
@@ -52,7 +53,7 @@ async function probeOne(dir: string, name: string, timeoutMs: number): Promise<B
   // included, also refuse when the queue of a live but stopped owner is full.
   if (outcome === 'ECONNREFUSED' && process.platform === 'linux') {
     // Safe to remove: the name is never bound again.
-    tryUnlink(path);
+    unlinkQuietly(path);
     return 'dead';
   }
   return 'unknown';

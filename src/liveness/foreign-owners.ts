@@ -1,4 +1,5 @@
-import { currentPidNamespace, FOREIGN_OWNER_MAX_AGE_MS, isOwnerAlive } from './liveness.js';
+import { currentPidNamespace } from '../base/proc.js';
+import { FOREIGN_OWNER_MAX_AGE_MS, isOwnerAlive } from './liveness.js';
 import { type BeaconState, probeBeacons } from './beacon-probe.js';
 import type { ClaimRecord } from '../store/state-format.js';
 

@@ -1,7 +1,9 @@
-import { chmodSync, lstatSync, renameSync, unlinkSync } from 'node:fs';
+import { chmodSync, lstatSync, renameSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { join, resolve } from 'node:path';
+import { unlinkQuietly } from '../base/fs.js';
 import { processSlot } from '../base/process-state.js';
+import { randomToken } from '../base/random.js';
 import { stateFileMode } from '../store/state-dir.js';
 
 /**
@@ -64,23 +66,8 @@ export function isBeaconName(name: string): boolean {
   return BEACON_NAME.test(name);
 }
 
-function randomToken(): string {
-  // Math.random is seeded per thread from the OS and keeps node:crypto off the cold path;
-  // the PID only adds spread, since PIDs repeat across namespaces and hosts.
-  const random = () => Math.random().toString(36).slice(2, 10);
-  return `${process.pid.toString(36)}-${random()}${random()}`;
-}
-
-export function tryUnlink(path: string): void {
-  try {
-    unlinkSync(path);
-  } catch {
-    // Already gone, or not ours to remove (sticky directory): nothing to do.
-  }
-}
-
 function unlinkBeacons(beacons: OwnBeacons): void {
-  for (const beacon of beacons.byDir.values()) tryUnlink(beacon.path);
+  for (const beacon of beacons.byDir.values()) unlinkQuietly(beacon.path);
 }
 
 /**
@@ -110,7 +97,8 @@ export function ensureOwnBeacon(dir: string, shared: boolean): string | undefine
     existing.server.close();
     return bindBeacon(absoluteDir, existing.name, shared);
   }
-  return bindBeacon(absoluteDir, `owner-${randomToken()}.sock`, shared);
+  // The PID only adds spread: PIDs repeat across namespaces and hosts.
+  return bindBeacon(absoluteDir, `owner-${process.pid.toString(36)}-${randomToken()}.sock`, shared);
 }
 
 function isInPlace(beacon: OwnBeacon): boolean {
@@ -137,7 +125,7 @@ function bindBeacon(absoluteDir: string, name: string, shared: boolean): string 
   // The temporary name has the same length and does not look like a beacon.
   const temporaryPath = join(absoluteDir, `.${name.slice(1, -5)}.tmp`);
   if (!fitsSunPath(path) || !fitsSunPath(temporaryPath)) return undefined;
-  tryUnlink(temporaryPath);
+  unlinkQuietly(temporaryPath);
 
   const server = createServer((connection) => connection.destroy());
   // An accept error (EMFILE) would otherwise crash the owner; a failed bind is seen below.
@@ -158,7 +146,7 @@ function bindBeacon(absoluteDir: string, name: string, shared: boolean): string 
     ino = lstatSync(path).ino;
   } catch {
     server.close();
-    tryUnlink(temporaryPath);
+    unlinkQuietly(temporaryPath);
     return undefined;
   }
   const beacons = ownBeacons();
@@ -184,7 +172,7 @@ export function closeOwnBeacons(): void {
 function closeBeacons(beacons: OwnBeacons): void {
   for (const beacon of beacons.byDir.values()) {
     beacon.server.close();
-    tryUnlink(beacon.path);
+    unlinkQuietly(beacon.path);
   }
   beacons.byDir.clear();
   if (beacons.checkTimer !== undefined) {

@@ -3,8 +3,8 @@
  * throws a `TypeError` or `RangeError` that names the option and the value.
  */
 import { isIP } from 'node:net';
-import { MAX_PORT, mergeRanges, type PortRange } from '../ports/port-ranges.js';
-import type { Protocol } from './options.js';
+import { MAX_PORT, mergeRanges, type PortRange } from '../base/port-numbers.js';
+import type { Protocol } from './option-types.js';
 
 // RFC 1123 host name: dot-separated labels of letters, digits and inner hyphens.
 const HOSTNAME_PATTERN = /^(?=.{1,253}$)[a-z\d](?:[a-z\d-]{0,61}[a-z\d])?(?:\.[a-z\d](?:[a-z\d-]{0,61}[a-z\d])?)*\.?$/i;

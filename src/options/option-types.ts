@@ -2,7 +2,7 @@
  * The option types of claims and allocators, with their documentation and defaults. How
  * they are checked and filled in is options.ts.
  */
-import type { PortExclusion, PortRange } from '../ports/port-ranges.js';
+import type { PortExclusion, PortRange } from '../base/port-numbers.js';
 
 /** Which port spaces a claimed port must be free in: TCP, UDP, or both. */
 export type Protocol = 'tcp' | 'udp' | 'both';

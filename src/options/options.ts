@@ -10,7 +10,7 @@ import {
   requireProtocol,
   requireRange,
 } from './option-checks.js';
-import { MAX_PORT } from '../ports/port-ranges.js';
+import { MAX_PORT } from '../base/port-numbers.js';
 
 export { isValidHost } from './option-checks.js';
 export type { AllocatorOptions, ClaimOptions, Protocol, ResolvedAllocatorOptions, ResolvedClaimOptions } from './option-types.js';
@@ -153,15 +153,4 @@ export function resolveAllocatorOptions(input: AllocatorOptions = {}, env: NodeJ
     input.ephemeralPortRange === undefined ? undefined : requireRange('ephemeralPortRange', input.ephemeralPortRange);
   const socketTable = requireBoolean('socketTable', input.socketTable ?? true);
   return { stateDir, lockTimeoutMs, staleMs, sharedStateDir, ephemeralPortRange, socketTable };
-}
-
-/**
- * Environment variable naming a {@link PausePoint} at which the process stops itself, for
- * tests of the write fencing only. Not part of the public interface.
- */
-export const TEST_PAUSE_ENV = 'PORTLEASE_TEST_PAUSE_AT';
-
-/** The pause point a test asked for, if any. */
-export function requestedPausePoint(env: NodeJS.ProcessEnv = process.env): string | undefined {
-  return env[TEST_PAUSE_ENV] || undefined;
 }

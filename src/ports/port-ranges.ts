@@ -1,14 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-
-/** The highest TCP/UDP port number. */
-export const MAX_PORT = 65535;
-
-/** An inclusive range of ports, `[first, last]`. */
-export type PortRange = readonly [first: number, last: number];
-
-/** One entry of the `exclude` option: a single port, or an inclusive `[first, last]` range. */
-export type PortExclusion = number | PortRange;
+import { formatRanges, isPortRange, MAX_PORT, mergeRanges, type PortRange } from '../base/port-numbers.js';
 
 /** The IANA dynamic/private range, used where the OS does not tell its own. */
 export const IANA_EPHEMERAL_RANGE: PortRange = [49152, 65535];
@@ -41,10 +33,8 @@ const systemSources: EphemeralRangeSources = {
 };
 
 function toRange(text: string): PortRange | undefined {
-  const [first, last] = text.trim().split(/\s+/).map(Number);
-  if (first === undefined || last === undefined) return undefined;
-  if (!Number.isInteger(first) || !Number.isInteger(last) || first < 1 || last > 65535 || first > last) return undefined;
-  return [first, last];
+  const range = text.trim().split(/\s+/).map(Number);
+  return isPortRange(range) ? range : undefined;
 }
 
 /**
@@ -74,23 +64,6 @@ let cachedEphemeralRange: PortRange | undefined;
 export function systemEphemeralRange(): PortRange {
   cachedEphemeralRange ??= readEphemeralRange();
   return cachedEphemeralRange;
-}
-
-/** Sorts ranges and merges those that overlap or touch. */
-export function mergeRanges(ranges: readonly PortRange[]): PortRange[] {
-  const sorted = [...ranges].sort((a, b) => a[0] - b[0]);
-  const merged: Array<[number, number]> = [];
-  for (const [first, last] of sorted) {
-    const previous = merged[merged.length - 1];
-    if (previous !== undefined && first <= previous[1] + 1) previous[1] = Math.max(previous[1], last);
-    else merged.push([first, last]);
-  }
-  return merged;
-}
-
-/** Formats ranges for messages: `6000, 6665-6669`. */
-export function formatRanges(ranges: readonly PortRange[]): string {
-  return ranges.map(([first, last]) => (first === last ? `${first}` : `${first}-${last}`)).join(', ');
 }
 
 /** What a claim skips before probing anything, and why. */

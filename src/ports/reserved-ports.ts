@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { MAX_PORT, mergeRanges, type PortRange } from './port-ranges.js';
+import { isPortRange, mergeRanges, type PortRange } from '../base/port-numbers.js';
 
 /** Ports the operating system keeps for others, and where that list came from. */
 export interface ReservedPorts {
@@ -34,8 +34,8 @@ const systemSources: ReservedPortSources = {
 };
 
 function toRange(first: number, last: number): PortRange | undefined {
-  if (!Number.isInteger(first) || !Number.isInteger(last) || first < 1 || last > MAX_PORT || first > last) return undefined;
-  return [first, last];
+  const range = [first, last];
+  return isPortRange(range) ? range : undefined;
 }
 
 /**

@@ -1,4 +1,5 @@
-import { BlockedPorts, MAX_PORT, type PortRange, systemEphemeralRange } from './port-ranges.js';
+import { MAX_PORT, type PortRange } from '../base/port-numbers.js';
+import { BlockedPorts, systemEphemeralRange } from './port-ranges.js';
 import { systemReservedPorts } from './reserved-ports.js';
 import type { ResolvedClaimOptions } from '../options/options.js';
 import type { OpensThatMatter, SocketTable } from './socket-table.js';

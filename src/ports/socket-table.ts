@@ -1,5 +1,6 @@
-import { closeSync, openSync, readFileSync, readlinkSync, readSync } from 'node:fs';
-import { readRegularFile, replaceFile } from '../store/state-file.js';
+import { closeSync, openSync, readFileSync, readSync } from 'node:fs';
+import { readRegularFile, replaceFile } from '../base/fs.js';
+import { currentNetworkNamespace } from '../base/proc.js';
 
 /** Where {@link SocketTable} reads from; a seam for tests and for platforms without `/proc/net`. */
 export interface SocketTableSource {
@@ -22,25 +23,6 @@ function readSmall(path: string): string {
     return signalBuffer.toString('latin1', 0, readSync(fd, signalBuffer, 0, signalBuffer.length, null));
   } finally {
     closeSync(fd);
-  }
-}
-
-let netns: string | undefined;
-function networkNamespace(): string {
-  netns ??= readlinkSync('/proc/self/ns/net');
-  return netns;
-}
-
-/**
- * This process's network namespace (Linux: `net:[4026531840]`), or `undefined` where there is
- * none to tell: processes in different ones see different sockets on the same port numbers.
- */
-export function currentNetworkNamespace(): string | undefined {
-  if (process.platform !== 'linux') return undefined;
-  try {
-    return networkNamespace();
-  } catch {
-    return undefined;
   }
 }
 
@@ -73,7 +55,8 @@ export const procNetSource: SocketTableSource = {
       const counters = openCounters(readSmall('/proc/net/snmp'));
       // The counters and the tables are those of this network namespace, while the shared
       // file is per host: containers sharing a state volume must not take each other's.
-      return counters === undefined ? undefined : `${counters}/${networkNamespace()}`;
+      const netns = currentNetworkNamespace();
+      return counters === undefined || netns === undefined ? undefined : `${counters}/${netns}`;
     } catch {
       return undefined;
     }
@@ -168,6 +151,9 @@ function passiveOpens(signal: string): string {
   return signal.slice(signal.indexOf('/') + 1);
 }
 
+// Every port in use, six characters each, is under 400 KiB.
+const MAX_SHARED_TABLE_BYTES = 2 ** 20;
+
 interface SharedSnapshot {
   signal: string;
   at: number;
@@ -248,7 +234,7 @@ export class SocketTable {
     let snapshot: unknown;
     try {
       // Read without blocking, regular files only: a FIFO or a device planted there is refused.
-      snapshot = JSON.parse(readRegularFile(this.cacheFile).toString('utf8'));
+      snapshot = JSON.parse(readRegularFile(this.cacheFile, MAX_SHARED_TABLE_BYTES).toString('utf8'));
     } catch {
       return undefined;
     }

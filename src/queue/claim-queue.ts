@@ -9,7 +9,6 @@
 import {
   chmodSync,
   closeSync,
-  constants,
   fchmodSync,
   fstatSync,
   type FSWatcher,
@@ -27,8 +26,8 @@ import {
 import { basename, join } from 'node:path';
 import type { LockWaiter } from '../store/lock.js';
 import { pausePoint } from '../base/pause-points.js';
-import { randomToken } from '../store/state-format.js';
-import { errnoCode, unlinkQuietly } from '../store/state-file.js';
+import { errnoCode, NEW_FILE_FLAGS, READ_NO_FOLLOW_FLAGS, unlinkQuietly } from '../base/fs.js';
+import { randomToken } from '../base/random.js';
 
 /** What a queued request file holds: opaque to the queue, checked by whoever serves it. */
 export interface QueuedFile {
@@ -58,15 +57,12 @@ const NUDGED_PER_RELEASE = 2;
 // crash, or that wake nobody (another version of portlease sharing the directory).
 const FALLBACK_RETRY_MS = 40;
 
-// Reads and writes never go through a planted name: O_NOFOLLOW refuses a symlink, O_NONBLOCK
-// a FIFO, and O_EXCL makes a new file's open fail where any name already is.
-const NO_FOLLOW = constants.O_NOFOLLOW ?? 0;
-const READ_FLAGS = constants.O_RDONLY | NO_FOLLOW | (constants.O_NONBLOCK ?? 0);
-const NEW_FILE_FLAGS = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | NO_FOLLOW | (constants.O_NONBLOCK ?? 0);
-
-/** The request in the file at `path`, if it is a small regular file (not followed through a link). */
+/**
+ * The request in the file at `path`, if it is a small regular file. Never through a planted
+ * name: O_NOFOLLOW refuses a symlink, O_NONBLOCK a FIFO (and new requests are made with O_EXCL).
+ */
 function readRequest(path: string): unknown {
-  const fd = openSync(path, READ_FLAGS);
+  const fd = openSync(path, READ_NO_FOLLOW_FLAGS);
   try {
     const stats = fstatSync(fd);
     if (!stats.isFile() || stats.size > MAX_REQUEST_BYTES) return undefined;

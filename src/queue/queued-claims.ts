@@ -11,9 +11,10 @@ import { type ClaimSearch, type OwnerFields, recordNewClaim } from '../claims/ne
 import { newClaimId } from '../base/process-state.js';
 import { resolveClaimOptions } from '../options/options.js';
 import type { ResolvedClaimOptions } from '../options/option-types.js';
-import type { PortRange } from '../ports/port-ranges.js';
 import { BlockedPortsCache, opensThatMatter, SkippedPorts } from '../ports/skipped-ports.js';
-import { currentNetworkNamespace, type SocketTable } from '../ports/socket-table.js';
+import type { SocketTable } from '../ports/socket-table.js';
+import { currentNetworkNamespace } from '../base/proc.js';
+import { isPortRange, type PortRange } from '../base/port-numbers.js';
 import type { ClaimRecord, StateData } from '../store/state-format.js';
 import type { QueueService, StateChange, StateTransactions } from '../store/transaction.js';
 
@@ -157,22 +158,13 @@ function isOptionalShortString(value: unknown): boolean {
   return value === undefined || (typeof value === 'string' && value.length <= MAX_OWNER_FIELD_LENGTH);
 }
 
-function isRange(value: unknown): value is PortRange {
-  return (
-    Array.isArray(value) &&
-    value.length === 2 &&
-    value.every((port) => Number.isInteger(port) && port >= 1 && port <= 65535) &&
-    value[0] <= value[1]
-  );
-}
-
 /** A checked request, or `undefined` for anything else (another version's, damaged, planted). */
 function parseRequest(body: unknown): { request: QueuedRequest; options: ResolvedClaimOptions } | undefined {
   const value = body as Partial<QueuedRequest> | null;
   if (typeof value !== 'object' || value === null || value.v !== REQUEST_VERSION) return undefined;
   if (typeof value.id !== 'string' || !/^[\w.-]{1,100}$/.test(value.id) || typeof value.until !== 'number') return undefined;
   if (typeof value.socketTable !== 'boolean' || !(value.netns === null || typeof value.netns === 'string')) return undefined;
-  if (!(value.ephemeralPortRange === null || isRange(value.ephemeralPortRange))) return undefined;
+  if (!(value.ephemeralPortRange === null || isPortRange(value.ephemeralPortRange))) return undefined;
   if (typeof value.breakAfterMs !== 'number' || !(value.breakAfterMs >= 0)) return undefined;
   const owner = value.owner as Record<string, unknown> | null | undefined;
   if (typeof owner !== 'object' || owner === null) return undefined;

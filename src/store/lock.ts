@@ -3,6 +3,7 @@ import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import lockfile from 'proper-lockfile';
 import { LockTimeoutError, STATE_IO_ADVICE, StateIoError } from '../base/errors.js';
+import { errnoCode } from '../base/fs.js';
 
 /** Settings of a {@link StateLock}. */
 export interface LockSettings {
@@ -86,10 +87,6 @@ export interface HeldLock {
   isStillHeld(): boolean;
   /** Releases the lock; never throws. */
   release(): void;
-}
-
-function errnoCode(error: unknown): string | undefined {
-  return (error as NodeJS.ErrnoException | null)?.code;
 }
 
 /**

@@ -1,4 +1,4 @@
-import { MAX_PORT } from '../ports/port-ranges.js';
+import { isPortRun } from '../base/port-numbers.js';
 
 /** One claimed run of consecutive ports, as stored in the state file. Frozen once made. */
 export interface ClaimRecord {
@@ -81,10 +81,6 @@ export type LogLine =
   | { kind: 'legacy'; add: ClaimRecord[]; drop: string[]; damaged: number }
   | { kind: 'void' };
 
-function isPort(value: unknown): value is number {
-  return Number.isInteger(value) && (value as number) >= 1 && (value as number) <= MAX_PORT;
-}
-
 function isOptional(value: unknown, type: 'string' | 'number'): boolean {
   return value === undefined || typeof value === type;
 }
@@ -99,10 +95,7 @@ export function isClaimRecord(value: unknown): value is ClaimRecord {
   const claim = value;
   return (
     typeof claim.id === 'string' &&
-    isPort(claim.start) &&
-    Number.isInteger(claim.count) &&
-    (claim.count as number) >= 1 &&
-    (claim.start as number) + (claim.count as number) - 1 <= MAX_PORT &&
+    isPortRun(claim.start, claim.count) &&
     typeof claim.host === 'string' &&
     Number.isInteger(claim.pid) &&
     (claim.pid as number) > 0 &&
@@ -204,9 +197,4 @@ export function recordKey(claim: Pick<ClaimRecord, 'id' | 'start'>): string {
 /** Freezes a record, so the store's rule that records never change (it diffs by identity) holds by construction. */
 export function freezeRecord(record: ClaimRecord): ClaimRecord {
   return Object.freeze(record);
-}
-
-/** A short unguessable token; Math.random is seeded per isolate from the OS, and node:crypto would cost a cold start. */
-export function randomToken(): string {
-  return `${Math.random().toString(36).slice(2, 10)}${Math.random().toString(36).slice(2, 10)}`;
 }

@@ -5,7 +5,8 @@
  */
 import { renameSync, type Stats, statSync, writeFileSync } from 'node:fs';
 import { STATE_IO_ADVICE, StateIoError } from '../base/errors.js';
-import { generationAt, readRegularFile } from './state-file.js';
+import { errnoCode, readRegularFile } from '../base/fs.js';
+import { generationAt, MAX_STATE_BYTES } from './state-file.js';
 
 /** Code of the warning emitted when a state file is set aside or had malformed records left out. */
 export const CORRUPT_STATE_WARNING = 'PORTLEASE_STATE_CORRUPT';
@@ -13,10 +14,6 @@ export const CORRUPT_STATE_WARNING = 'PORTLEASE_STATE_CORRUPT';
 const warnedPaths = new Set<string>();
 // Damaged generations this process has kept a copy of (or tried to).
 const reportedDamage = new Set<string>();
-
-function errnoCode(error: unknown): string | undefined {
-  return (error as NodeJS.ErrnoException | null)?.code;
-}
 
 /**
  * Some records were malformed and left out (each costs itself only): keep a copy of the
@@ -29,7 +26,7 @@ export function keepDamagedCopy(path: string, gen: string, damaged: number): voi
   if (reportedDamage.has(copyPath)) return;
   reportedDamage.add(copyPath);
   try {
-    const bytes = readRegularFile(path);
+    const bytes = readRegularFile(path, MAX_STATE_BYTES);
     // 'wx': fails if anything (a file, a symlink) is already at that name.
     writeFileSync(copyPath, bytes, { flag: 'wx', mode: 0o600 });
   } catch {

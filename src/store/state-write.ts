@@ -5,9 +5,10 @@
  */
 import { constants, fchmodSync, fstatSync, linkSync, openSync, readSync, type Stats, writeSync } from 'node:fs';
 import { pausePoint } from '../base/pause-points.js';
-import { type ChangeLine, type ClaimRecord, randomToken, recordKey, type SealLine, STATE_VERSION, type StateData } from './state-format.js';
+import { closeQuietly, errnoCode } from '../base/fs.js';
+import { randomToken } from '../base/random.js';
+import { type ChangeLine, type ClaimRecord, recordKey, type SealLine, STATE_VERSION, type StateData } from './state-format.js';
 import { stateFileMode } from './state-dir.js';
-import { closeQuietly, errnoCode } from './state-file.js';
 import { applyChange, applyLines, NEWLINE, sameGeneration, type Snapshot } from './state-snapshot.js';
 
 // No O_CREAT: appending to a file that vanished must fail, not start a headerless one.

@@ -2,16 +2,10 @@ import { renameSync, type Stats, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { StateIoError } from '../base/errors.js';
 import { pausePoint } from '../base/pause-points.js';
-import {
-  type ChangeLine,
-  type ClaimRecord,
-  LEGACY_GENERATION,
-  randomToken,
-  recordKey,
-  type SealLine,
-  type StateData,
-} from './state-format.js';
-import { errnoCode, generationAt, ioError, unlinkQuietly } from './state-file.js';
+import { type ChangeLine, type ClaimRecord, LEGACY_GENERATION, recordKey, type SealLine, type StateData } from './state-format.js';
+import { errnoCode, unlinkQuietly } from '../base/fs.js';
+import { randomToken } from '../base/random.js';
+import { generationAt, ioError } from './state-file.js';
 import { keepDamagedCopy, setAside } from './state-repair.js';
 import { identityOf, readAppended, readSnapshot, sameInode, sameVersion, type Snapshot } from './state-snapshot.js';
 import { type AppendOutcome, appendFenced, diffRecords, linkIfAbsent, nextWriteToken, writeGenerationFile } from './state-write.js';

@@ -4,8 +4,8 @@
  * see the old file or the new one. It is a preference, not a claim: a stale or lost file
  * only means the normal search decides.
  */
-import { MAX_PORT } from '../ports/port-ranges.js';
-import { readRegularFile, replaceFile } from './state-file.js';
+import { readRegularFile, replaceFile } from '../base/fs.js';
+import { isPortRun } from '../base/port-numbers.js';
 
 /** The ports a label held last. */
 export interface StickyEntry {
@@ -22,6 +22,8 @@ export interface StickyEntry {
 /** How many labels are remembered; the least recently used go first. */
 export const MAX_STICKY_LABELS = 100;
 const VERSION = 1;
+// A hundred labels of at most 200 characters each.
+const MAX_STICKY_BYTES = 2 ** 20;
 
 function isEntry(value: unknown): value is StickyEntry {
   const entry = value as StickyEntry;
@@ -29,11 +31,7 @@ function isEntry(value: unknown): value is StickyEntry {
     typeof entry === 'object' &&
     entry !== null &&
     typeof entry.label === 'string' &&
-    Number.isInteger(entry.start) &&
-    Number.isInteger(entry.count) &&
-    entry.start >= 1 &&
-    entry.count >= 1 &&
-    entry.start + entry.count - 1 <= MAX_PORT &&
+    isPortRun(entry.start, entry.count) &&
     Number.isFinite(entry.usedAt)
   );
 }
@@ -41,7 +39,7 @@ function isEntry(value: unknown): value is StickyEntry {
 /** The remembered labels, most recently used first; none when the file is missing or damaged. */
 export function readStickyMemory(path: string): StickyEntry[] {
   try {
-    const parsed = JSON.parse(readRegularFile(path).toString('utf8')) as { version?: unknown; labels?: unknown };
+    const parsed = JSON.parse(readRegularFile(path, MAX_STICKY_BYTES).toString('utf8')) as { version?: unknown; labels?: unknown };
     if (parsed.version !== VERSION || !Array.isArray(parsed.labels)) return [];
     return parsed.labels.filter(isEntry).slice(0, MAX_STICKY_LABELS);
   } catch {

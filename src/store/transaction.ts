@@ -1,6 +1,6 @@
 import { lstatSync } from 'node:fs';
 import { StateIoError } from '../base/errors.js';
-import { currentBootId } from '../liveness/liveness.js';
+import { currentBootId } from '../base/proc.js';
 import { type LockSettings, StateLock, type WaitOptions } from './lock.js';
 import { StateStore } from './state.js';
 import type { StateData } from './state-format.js';

@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
-import { currentBootId, currentStartTime, isOwnerAlive, readStartTime } from '../../src/liveness/liveness.js';
+import { currentBootId } from '../../src/base/proc.js';
+import { currentStartTime, isOwnerAlive, readStartTime } from '../../src/liveness/liveness.js';
 import { exited } from '../helpers.js';
 
 const linux = process.platform === 'linux';

@@ -3,7 +3,8 @@ import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, rmSync, symlink
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { currentPidNamespace, isOwnerAlive } from '../../src/liveness/liveness.js';
+import { currentPidNamespace } from '../../src/base/proc.js';
+import { isOwnerAlive } from '../../src/liveness/liveness.js';
 import { probeBeacons, sweepDeadBeacons } from '../../src/liveness/beacon-probe.js';
 import { closeOwnBeacons, ensureOwnBeacon, isBeaconName } from '../../src/liveness/owner-beacon.js';
 import {

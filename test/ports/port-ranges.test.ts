@@ -5,7 +5,6 @@ import {
   BlockedPorts,
   type EphemeralRangeSources,
   IANA_EPHEMERAL_RANGE,
-  mergeRanges,
   readEphemeralRange,
   systemEphemeralRange,
   UNSAFE_PORTS,
@@ -62,23 +61,7 @@ describe('readEphemeralRange', () => {
   });
 });
 
-describe('ranges and the blocked-port bitmap', () => {
-  it('merges overlapping and touching ranges', () => {
-    expect(
-      mergeRanges([
-        [10, 12],
-        [1, 1],
-        [13, 15],
-        [11, 11],
-        [20, 30],
-      ]),
-    ).toEqual([
-      [1, 1],
-      [10, 15],
-      [20, 30],
-    ]);
-  });
-
+describe('the blocked-port bitmap', () => {
   it('blocks exactly the ephemeral range, the unsafe ports and the exclusions it is given', () => {
     const blocked = new BlockedPorts({
       ephemeral: [30000, 30009],

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { PortAllocator, StateIoError } from '../../src/index.js';
 import { statePaths } from '../../src/store/state-dir.js';
-import { currentBootId } from '../../src/liveness/liveness.js';
+import { currentBootId } from '../../src/base/proc.js';
 import { freeRunBase, makeStateDir } from '../helpers.js';
 
 // Anyone who can write a shared state directory could plant a FIFO or a device where

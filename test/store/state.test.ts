@@ -17,7 +17,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { PortAllocator, StateIoError } from '../../src/index.js';
 import { type ClaimRecord, CORRUPT_STATE_WARNING, STATE_VERSION, StateStore } from '../../src/store/state.js';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { currentBootId } from '../../src/liveness/liveness.js';
+import { currentBootId } from '../../src/base/proc.js';
 import { statePaths } from '../../src/store/state-dir.js';
 import { distEntry, fixturesDir, freeRunBase, killAll, makeStateDir, nextMessage, storedClaims } from '../helpers.js';
 

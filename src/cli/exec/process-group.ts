@@ -1,29 +1,10 @@
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync } from 'node:fs';
+import { errnoCode } from '../../base/fs.js';
+import { isExitedState, procShowsOwnPidNamespace, readProcStat } from '../../base/proc.js';
 
 /** How often a wait for the group to empty looks again: soon at first, then once a second. */
 const FIRST_POLL_MS = 100;
 const MAX_POLL_MS = 1000;
-
-let procIsOurs: boolean | undefined;
-/**
- * Whether `/proc` shows this PID namespace: under `unshare --pid` without `--mount-proc`, it
- * shows the parent namespace's processes, where no process has our group's id, and an
- * empty answer would release the ports while the group still runs.
- */
-function procShowsOwnNamespace(): boolean {
-  if (procIsOurs === undefined) {
-    try {
-      procIsOurs = Number(readFileSync('/proc/self/stat', 'latin1').split(' ')[0]) === process.pid;
-    } catch {
-      procIsOurs = false;
-    }
-  }
-  return procIsOurs;
-}
-
-function errorCode(error: unknown): string | undefined {
-  return (error as NodeJS.ErrnoException).code;
-}
 
 /**
  * Whether a process of group `pgid` that is not a zombie exists, from `/proc` (Linux). An
@@ -33,15 +14,8 @@ function errorCode(error: unknown): string | undefined {
 function hasLiveMemberInProc(pgid: number): boolean {
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
-    let stat: string;
-    try {
-      stat = readFileSync(`/proc/${entry}/stat`, 'latin1');
-    } catch {
-      continue; // exited meanwhile
-    }
-    // Fields after the command name (which may hold spaces and parentheses): state ppid pgrp ...
-    const [state, , pgrp] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    if (Number(pgrp) === pgid && state !== 'Z' && state !== 'X') return true;
+    const stat = readProcStat(Number(entry)); // undefined: exited meanwhile
+    if (stat !== undefined && stat.pgrp === pgid && !isExitedState(stat.state)) return true;
   }
   return false;
 }
@@ -63,7 +37,7 @@ export class CommandGroup {
       process.kill(-this.pgid, signal);
       return true;
     } catch (error) {
-      if (errorCode(error) === 'ESRCH') return false;
+      if (errnoCode(error) === 'ESRCH') return false;
       throw error;
     }
   }
@@ -85,9 +59,9 @@ export class CommandGroup {
       process.kill(-this.pgid, 0);
     } catch (error) {
       // EPERM: a member changed its user (a setuid program); it still runs.
-      return errorCode(error) !== 'ESRCH';
+      return errnoCode(error) !== 'ESRCH';
     }
-    if (process.platform !== 'linux' || !procShowsOwnNamespace()) return true;
+    if (process.platform !== 'linux' || !procShowsOwnPidNamespace()) return true;
     try {
       return hasLiveMemberInProc(this.pgid);
     } catch {
