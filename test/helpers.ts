@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { markLocalPorts } from '../src/ports/socket-table.js';
-import { type ClaimRecord, StateStore } from '../src/store/state.js';
+import { type ClaimRecord, StateStore } from '../src/store/store.js';
 
 /** A fresh private state directory; removed by the returned cleanup. */
 export function makeStateDir(): { dir: string; cleanup: () => void } {

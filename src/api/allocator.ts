@@ -1,6 +1,6 @@
-import { claimedPorts, isClaimLive, memoizeOwnerCheck, type OwnerCheck, removePorts, toPortSet } from '../claims/claims.js';
+import { claimedPorts, isClaimLive, memoizeOwnerCheck, type OwnerCheck, removePorts, toPortSet } from '../claims/search.js';
 import { OwnerNotAliveError } from '../base/errors.js';
-import { OwnerLiveness } from '../liveness/foreign-owners.js';
+import { OwnerLiveness } from '../liveness/owner-liveness.js';
 import {
   type ClaimInfo,
   type Lease,
@@ -26,11 +26,12 @@ import { findBusyPorts } from '../ports/probe.js';
 import { BlockedPortsCache, opensThatMatter, SkippedPorts } from '../ports/skipped-ports.js';
 import { SocketTable } from '../ports/socket-table.js';
 import { readStickyMemory } from '../store/sticky-memory.js';
-import { type ClaimRecord, freezeRecord } from '../store/state-format.js';
+import { type ClaimRecord, freezeRecord } from '../store/format.js';
 import { stateDirMode, stateFileMode, statePaths, type StatePaths } from '../store/state-dir.js';
 import { StateTransactions } from '../store/transaction.js';
-import { ClaimQueue } from '../queue/claim-queue.js';
-import { type QueueingContext, QueueServer, recordFirstClaim } from '../queue/queued-claims.js';
+import { ClaimQueue } from '../queue/queue-dir.js';
+import { QueueServer } from '../queue/holder.js';
+import { type QueueingContext, recordFirstClaim } from '../queue/requester.js';
 
 export type { ClaimInfo, Lease, ListOptions, ReleaseFilter, StickyPorts } from '../claims/lease.js';
 export type { ListeningSockets } from '../ports/listen.js';

@@ -2,13 +2,13 @@
  * Handing a claim to another owner: the same ports, id, label and TTL under a new PID, for a
  * supervisor whose command exits while processes it started still use the ports.
  */
-import { claimedPorts, toPortSet } from './claims.js';
+import { claimedPorts, toPortSet } from './search.js';
 import { OwnerNotAliveError } from '../base/errors.js';
-import { OwnerLiveness } from '../liveness/foreign-owners.js';
+import { OwnerLiveness } from '../liveness/owner-liveness.js';
 import { currentStartTime, readStartTime } from '../liveness/liveness.js';
 import { type OwnerFields, ownerFields } from './new-claim.js';
 import { newClaimId } from '../base/process-state.js';
-import { type ClaimRecord, freezeRecord, type StateData } from '../store/state-format.js';
+import { type ClaimRecord, freezeRecord, type StateData } from '../store/format.js';
 import type { ChangeOutcome } from '../store/transaction.js';
 
 const OWNER_KEYS: ReadonlySet<string> = new Set(['startTime', 'pidNs', 'beacon'] satisfies Array<keyof OwnerFields>);

@@ -1,7 +1,7 @@
-import { claimedPorts } from './claims.js';
+import { claimedPorts } from './search.js';
 import { listenOn, type ListeningSockets } from '../ports/listen.js';
 import type { StickyEntry } from '../store/sticky-memory.js';
-import type { ClaimRecord } from '../store/state-format.js';
+import type { ClaimRecord } from '../store/format.js';
 
 /** Ports held for their owner until released, or until the owner exits. */
 export interface Lease extends AsyncDisposable {

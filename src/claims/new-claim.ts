@@ -2,7 +2,7 @@
  * A new claim: who owns it (beyond the PID), and how it is found and recorded inside one
  * critical section.
  */
-import { findFreeRun, isClaimLive, type OwnerCheck } from './claims.js';
+import { findFreeRun, isClaimLive, type OwnerCheck } from './search.js';
 import { PortsExhaustedError } from '../base/errors.js';
 import { currentPidNamespace } from '../base/proc.js';
 import type { StartTime } from '../liveness/liveness.js';
@@ -11,7 +11,7 @@ import { ensureOwnBeacon } from '../liveness/owner-beacon.js';
 import { newClaimId } from '../base/process-state.js';
 import type { SkippedPorts } from '../ports/skipped-ports.js';
 import { readStickyMemory, rememberSticky } from '../store/sticky-memory.js';
-import { type ClaimRecord, freezeRecord, type StateData } from '../store/state-format.js';
+import { type ClaimRecord, freezeRecord, type StateData } from '../store/format.js';
 import type { ChangeOutcome } from '../store/transaction.js';
 
 /** The fields of a claim that identify its owner beyond the PID. */

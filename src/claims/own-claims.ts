@@ -2,12 +2,12 @@
  * The claims one allocator made for its own process: what a bare `release()` and the exit
  * of the process give back, and the tentative claims a failed search drops.
  */
-import { removePorts } from './claims.js';
+import { removePorts } from './search.js';
 import { toLease, type Lease } from './lease.js';
 import { isReleasedAtExit } from './new-claim.js';
 import type { ResolvedClaimOptions } from '../options/options.js';
 import { claimsReleasedAtExit } from '../base/process-state.js';
-import { type ClaimRecord, freezeRecord, type StateData } from '../store/state-format.js';
+import { type ClaimRecord, freezeRecord, type StateData } from '../store/format.js';
 import type { ChangeOutcome, StateTransactions } from '../store/transaction.js';
 
 /** Drops the claims `drop` picks: one change whose result is how many went. */

@@ -62,7 +62,7 @@ function warnCompromised(lockPath: string, error: Error): void {
   process.emitWarning(`portlease: lock ${lockPath} was compromised: ${error.message}`, { code: 'PORTLEASE_LOCK_COMPROMISED' });
 }
 
-/** A waiter that the holder can wake, or serve without handing it the lock (see claim-queue.ts). */
+/** A waiter that the holder can wake, or serve without handing it the lock (see src/queue/). */
 export interface LockWaiter {
   /**
    * Waits until trying the lock again is worth it, at most `remainingMs`; `undefined` where it

@@ -13,7 +13,7 @@ export interface StatePaths {
   socketCacheFile: string;
   /** Which ports each label of a sticky claim held last (see sticky-memory.ts). */
   stickyFile: string;
-  /** Claim requests waiting for the lock holder (see claim-queue.ts). */
+  /** Claim requests waiting for the lock holder (see src/queue/). */
   queueDir: string;
 }
 

@@ -5,7 +5,7 @@
 import { fstatSync, openSync, readSync } from 'node:fs';
 import { STATE_IO_ADVICE, StateIoError } from '../base/errors.js';
 import { closeQuietly, READ_FLAGS } from '../base/fs.js';
-import { HEADER_PREFIX, LEGACY_GENERATION, LEGACY_HEADER_PREFIX } from './state-format.js';
+import { HEADER_PREFIX, LEGACY_GENERATION, LEGACY_HEADER_PREFIX } from './format.js';
 // Far beyond any state portlease writes (a claim takes a few hundred bytes, and the log is
 // compacted at 32 KiB), and below what one string can hold.
 /** The largest state file portlease reads. */

@@ -2,8 +2,8 @@ import { lstatSync } from 'node:fs';
 import { StateIoError } from '../base/errors.js';
 import { currentBootId } from '../base/proc.js';
 import { type LockSettings, StateLock, type WaitOptions } from './lock.js';
-import { StateStore } from './state.js';
-import type { StateData } from './state-format.js';
+import { StateStore } from './store.js';
+import type { StateData } from './format.js';
 import { prepareStateDir, type StatePaths } from './state-dir.js';
 
 /** What a change made of the state: whether to write it back, and what to hand the caller. */
@@ -36,7 +36,7 @@ function isMissingStateDir(error: unknown): boolean {
 }
 
 /**
- * Work a lock holder does for processes waiting on it (see claim-queue.ts): inside each
+ * Work a lock holder does for processes waiting on it (see src/queue/): inside each
  * critical section, after the holder's own change; after each release, a wake-up.
  */
 export interface QueueService {

@@ -10,7 +10,7 @@ import {
   findSequentialPorts,
   release,
 } from '../../src/index.js';
-import type { ClaimRecord } from '../../src/store/state.js';
+import type { ClaimRecord } from '../../src/store/store.js';
 import {
   canBind,
   close,

@@ -2,11 +2,11 @@ import type { ChildProcess } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { ClaimQueue, QueueTicket } from '../../src/queue/claim-queue.js';
+import { ClaimQueue, QueueTicket } from '../../src/queue/queue-dir.js';
 import { PortAllocator } from '../../src/index.js';
 import { currentStartTime } from '../../src/liveness/liveness.js';
 import { ownerFields } from '../../src/claims/new-claim.js';
-import { queuedRequest } from '../../src/queue/queued-claims.js';
+import { queuedRequest } from '../../src/queue/request.js';
 import { resolveClaimOptions } from '../../src/options/options.js';
 import { statePaths } from '../../src/store/state-dir.js';
 import {

@@ -2,7 +2,7 @@ import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { PortAllocator } from '../../src/index.js';
 import { currentBootId } from '../../src/base/proc.js';
-import { STATE_VERSION } from '../../src/store/state.js';
+import { STATE_VERSION } from '../../src/store/store.js';
 import { canBind, exited, forkFixture, freeRunBase, killAll, makeStateDir, nextMessage, storedClaims, untilStopped } from '../helpers.js';
 
 // A holder paused inside the lock (SIGSTOP, a suspended laptop, a VM stopped by its host)

@@ -1,6 +1,6 @@
 import { FOREIGN_OWNER_MAX_AGE_MS, PID_REUSE_GUARD_MS } from '../liveness/liveness.js';
 import { isPort, MAX_PORT } from '../base/port-numbers.js';
-import type { ClaimRecord } from '../store/state-format.js';
+import type { ClaimRecord } from '../store/format.js';
 
 /** Tells whether a claim's owner, which made it `ageMs` ago, still runs; see `OwnerLiveness`. */
 export type OwnerCheck = (claim: ClaimRecord, ageMs: number) => boolean;

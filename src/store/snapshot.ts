@@ -6,8 +6,8 @@ import { fstatSync, openSync, readSync, type Stats } from 'node:fs';
 import { StateIoError } from '../base/errors.js';
 import { closeQuietly, errnoCode, READ_FLAGS } from '../base/fs.js';
 import { generationOf, ioError, MAX_STATE_BYTES } from './state-file.js';
-import { type ClaimRecord, LEGACY_GENERATION, parseHeader, parseLogLine, recordKey, STATE_VERSION } from './state-format.js';
-import { setAside } from './state-repair.js';
+import { type ClaimRecord, LEGACY_GENERATION, parseHeader, parseLogLine, recordKey, STATE_VERSION } from './format.js';
+import { setAside } from './repair.js';
 
 /** The line separator of the state file. */
 export const NEWLINE = 0x0a;

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { findFreeRun, isClaimLive, removePorts } from '../../src/claims/claims.js';
-import type { ClaimRecord } from '../../src/store/state.js';
+import { findFreeRun, isClaimLive, removePorts } from '../../src/claims/search.js';
+import type { ClaimRecord } from '../../src/store/store.js';
 
 function claim(start: number, count: number, pid = 1, extra: Partial<ClaimRecord> = {}): ClaimRecord {
   return { id: `${start}`, start, count, host: '0.0.0.0', pid, createdAt: 0, ...extra };

@@ -7,9 +7,9 @@ import { constants, fchmodSync, fstatSync, linkSync, openSync, readSync, type St
 import { pausePoint } from '../base/pause-points.js';
 import { closeQuietly, errnoCode } from '../base/fs.js';
 import { randomToken } from '../base/random.js';
-import { type ChangeLine, type ClaimRecord, recordKey, type SealLine, STATE_VERSION, type StateData } from './state-format.js';
+import { type ChangeLine, type ClaimRecord, recordKey, type SealLine, STATE_VERSION, type StateData } from './format.js';
 import { stateFileMode } from './state-dir.js';
-import { applyChange, applyLines, NEWLINE, sameGeneration, type Snapshot } from './state-snapshot.js';
+import { applyChange, applyLines, NEWLINE, sameGeneration, type Snapshot } from './snapshot.js';
 
 // No O_CREAT: appending to a file that vanished must fail, not start a headerless one.
 const APPEND_FLAGS = constants.O_RDWR | constants.O_APPEND | (constants.O_NONBLOCK ?? 0);

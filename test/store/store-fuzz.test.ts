@@ -3,8 +3,8 @@ import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { StateIoError } from '../../src/base/errors.js';
-import { type ClaimRecord, isClaimRecord, recordKey, STATE_VERSION } from '../../src/store/state-format.js';
-import { StateStore } from '../../src/store/state.js';
+import { type ClaimRecord, isClaimRecord, recordKey, STATE_VERSION } from '../../src/store/format.js';
+import { StateStore } from '../../src/store/store.js';
 import { makeStateDir } from '../helpers.js';
 
 // The state reader meets whatever is in a shared directory: arbitrary bytes, arbitrary JSON.

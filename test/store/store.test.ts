@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { PortAllocator, StateIoError } from '../../src/index.js';
-import { type ClaimRecord, CORRUPT_STATE_WARNING, STATE_VERSION, StateStore } from '../../src/store/state.js';
+import { type ClaimRecord, CORRUPT_STATE_WARNING, STATE_VERSION, StateStore } from '../../src/store/store.js';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { currentBootId } from '../../src/base/proc.js';
 import { statePaths } from '../../src/store/state-dir.js';

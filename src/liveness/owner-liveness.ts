@@ -1,7 +1,7 @@
 import { currentPidNamespace } from '../base/proc.js';
 import { FOREIGN_OWNER_MAX_AGE_MS, isOwnerAlive } from './liveness.js';
 import { type BeaconState, probeBeacons } from './beacon-probe.js';
-import type { ClaimRecord } from '../store/state-format.js';
+import type { ClaimRecord } from '../store/format.js';
 
 // A beacon found alive is probed again after this long, when a claim runs into it again.
 const ALIVE_VERDICT_MS = 1000;

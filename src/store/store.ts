@@ -2,16 +2,16 @@ import { renameSync, type Stats, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { StateIoError } from '../base/errors.js';
 import { pausePoint } from '../base/pause-points.js';
-import { type ChangeLine, type ClaimRecord, LEGACY_GENERATION, recordKey, type SealLine, type StateData } from './state-format.js';
+import { type ChangeLine, type ClaimRecord, LEGACY_GENERATION, recordKey, type SealLine, type StateData } from './format.js';
 import { errnoCode, unlinkQuietly } from '../base/fs.js';
 import { randomToken } from '../base/random.js';
 import { generationAt, ioError } from './state-file.js';
-import { keepDamagedCopy, setAside } from './state-repair.js';
-import { identityOf, readAppended, readSnapshot, sameInode, sameVersion, type Snapshot } from './state-snapshot.js';
-import { type AppendOutcome, appendFenced, diffRecords, linkIfAbsent, nextWriteToken, writeGenerationFile } from './state-write.js';
+import { keepDamagedCopy, setAside } from './repair.js';
+import { identityOf, readAppended, readSnapshot, sameInode, sameVersion, type Snapshot } from './snapshot.js';
+import { type AppendOutcome, appendFenced, diffRecords, linkIfAbsent, nextWriteToken, writeGenerationFile } from './writes.js';
 
-export { type ClaimRecord, recordKey, STATE_VERSION, type StateData } from './state-format.js';
-export { CORRUPT_STATE_WARNING } from './state-repair.js';
+export { type ClaimRecord, recordKey, STATE_VERSION, type StateData } from './format.js';
+export { CORRUPT_STATE_WARNING } from './repair.js';
 
 // Appending is far cheaper than rewriting; the log is folded into a new generation once it
 // outweighs the snapshot (and at least this much).

@@ -1,0 +1,87 @@
+/**
+ * The requester's side of the claim queue: a process that finds the lock busy leaves its
+ * request and waits for the holder to record it, rather than for a turn at the lock. Its
+ * owner still probes the ports itself.
+ */
+import type { OwnerCheck } from '../claims/search.js';
+import type { ClaimSearch } from '../claims/new-claim.js';
+import { recordNewClaim } from '../claims/new-claim.js';
+import { newClaimId } from '../base/process-state.js';
+import type { PortRange } from '../base/port-numbers.js';
+import type { ClaimRecord } from '../store/format.js';
+import type { StateChange, StateTransactions } from '../store/transaction.js';
+import { type ClaimQueue, QueueWaiter } from './queue-dir.js';
+import { BREAK_MARGIN_MS, queuedRequest } from './request.js';
+
+/** What {@link recordFirstClaim} needs of its allocator. */
+export interface QueueingContext {
+  transactions: StateTransactions;
+  queue: ClaimQueue;
+  /** A fresh owner check for one critical section. */
+  ownerCheck: () => OwnerCheck;
+  settings: { ephemeralPortRange: PortRange | undefined; socketTable: boolean; lockTimeoutMs: number; staleMs: number };
+}
+
+/**
+ * Records the first claim of a search. Where the lock is busy, the request waits in the queue
+ * for the holder to record it, rather than for a turn at the lock; the id is chosen first, so
+ * the claim is found however it was recorded, and recorded only once. Its id joins
+ * `releasedAtExit` before it is queued: a holder may record it at any moment from then on.
+ * The whole wait, queued or not, ends within the allocator's lock timeout.
+ */
+export async function recordFirstClaim(
+  context: QueueingContext,
+  search: Omit<ClaimSearch, 'isAlive'>,
+  releasedAtExit: Set<string> | undefined,
+): Promise<ClaimRecord> {
+  const { transactions, settings } = context;
+  const deadline = performance.now() + settings.lockTimeoutMs;
+  const id = newClaimId();
+  releasedAtExit?.add(id);
+  const { request, owner } = search;
+  const waiter = new QueueWaiter(context.queue, id, (remainingMs) =>
+    // Too little time left to break a stalled holder's lock: waiting for its write would be
+    // a bet on its liveness, so this process only takes the lock itself.
+    remainingMs < settings.staleMs + BREAK_MARGIN_MS
+      ? undefined
+      : queuedRequest({
+          id,
+          request,
+          owner,
+          ephemeralPortRange: settings.ephemeralPortRange,
+          socketTable: settings.socketTable,
+          until: Date.now() + remainingMs,
+          breakAfterMs: settings.staleMs,
+        }),
+  );
+  const isOurs = (claim: ClaimRecord): boolean => claim.id === id && claim.pid === request.pid;
+  const record: StateChange<ClaimRecord> = (state) => {
+    // A holder that paused before removing the request may have recorded it already.
+    const recorded = state.claims.find(isOurs);
+    if (recorded !== undefined) return { changed: false, result: recorded };
+    waiter.withdraw();
+    search.skipped.refreshInsideLock();
+    return recordNewClaim(state, { ...search, isAlive: context.ownerCheck() }, undefined, id);
+  };
+  const recorded = (): ClaimRecord | undefined => transactions.read().claims.find(isOurs);
+  try {
+    const own = await transactions.runUnless(record, { waiter });
+    if (own !== undefined) return own.result;
+    // Settled by a holder: recorded, or left to this process (it could not tell this
+    // process's sockets, or found no room, which this process's own search then reports).
+    return recorded() ?? (await transactions.run(record, { timeoutMs: Math.max(0, deadline - performance.now()) }));
+  } catch (error) {
+    // Given up, but perhaps served meanwhile: a claim made is not thrown away.
+    waiter.withdraw();
+    let served: ClaimRecord | undefined;
+    try {
+      served = recorded();
+    } catch {
+      // The first error says more.
+    }
+    if (served === undefined) throw error;
+    return served;
+  } finally {
+    waiter.withdraw();
+  }
+}
