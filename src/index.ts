@@ -3,7 +3,7 @@
  * This entry only re-exports; each concept lives in its own module.
  */
 export { PortAllocator } from './api/allocator.js';
-export type { ClaimInfo, Lease, ListeningSockets, ListOptions, ReleaseFilter, StickyPorts } from './api/allocator.js';
+export type { ClaimElsewhere, ClaimInfo, Lease, ListeningSockets, ListOptions, ReleaseFilter, StickyPorts } from './api/allocator.js';
 export { claimPorts, findSequentialPorts, getDefaultAllocator, listClaims, reapClaims, release } from './api/default-allocator.js';
 export type { ClaimPortsOptions } from './api/default-allocator.js';
 export { claimOnce } from './api/claim-once.js';
@@ -20,7 +20,7 @@ export {
   UnsupportedError,
 } from './base/errors.js';
 export type { ExhaustedDetail, PortleaseErrorByCode, PortleaseErrorCode } from './base/errors.js';
-export { SHARED_STATE_DIR_ENV, STATE_DIR_ENV } from './options/options.js';
+export { STATE_DIR_ENV } from './options/options.js';
 export type { AllocatorOptions, ClaimOptions, Protocol } from './options/options.js';
 export type { PortExclusion, PortRange } from './base/port-numbers.js';
 // Internals (lock, state file, liveness, probe) are deliberately not exported: the state

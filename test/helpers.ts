@@ -232,7 +232,7 @@ export function killAll(children: Iterable<ChildProcess>): void {
 
 /** The claims stored in a state file, read as a fresh process would (no cache, no repair). */
 export function storedClaims(stateFile: string): ClaimRecord[] {
-  return new StateStore(stateFile, false).load({ repair: false }).claims;
+  return new StateStore(stateFile).load({ repair: false }).claims;
 }
 
 /** Whether this machine can listen on IPv6 loopback (IPv6 cases are skipped where it cannot). */

@@ -1,7 +1,8 @@
-import { claimedPorts, isClaimLive, memoizeOwnerCheck, type OwnerCheck, removePorts, toPortSet } from '../claims/search.js';
+import { claimedPorts, isClaimLive, memoizeOwnerCheck, type OwnerCheck, toPortSet } from '../claims/search.js';
 import { OwnerNotAliveError } from '../base/errors.js';
 import { OwnerLiveness } from '../liveness/owner-liveness.js';
 import {
+  type ClaimElsewhere,
   type ClaimInfo,
   type Lease,
   type ListOptions,
@@ -11,9 +12,10 @@ import {
   toStickyPorts,
 } from '../claims/lease.js';
 import { currentStartTime, readStartTime } from '../liveness/liveness.js';
-import { handOverChange } from '../claims/hand-over.js';
+import { ClaimTokens, TokensElsewhere } from '../claims/claim-tokens.js';
+import { shareChange } from '../claims/share.js';
 import { ownerFields, recordNewClaim, warmUpSearch } from '../claims/new-claim.js';
-import { dropWhere, OwnClaims } from '../claims/own-claims.js';
+import { dropWhere, OwnClaims, releasePorts } from '../claims/own-claims.js';
 import {
   type AllocatorOptions,
   type ClaimOptions,
@@ -26,14 +28,17 @@ import { findBusyPorts } from '../ports/probe.js';
 import { BlockedPortsCache, opensThatMatter, SkippedPorts } from '../ports/skipped-ports.js';
 import { SocketTable } from '../ports/socket-table.js';
 import { readStickyMemory } from '../store/sticky-memory.js';
-import { type ClaimRecord, freezeRecord } from '../store/format.js';
-import { stateDirMode, stateFileMode, statePaths, type StatePaths } from '../store/state-dir.js';
+import type { ClaimRecord } from '../store/format.js';
+import { type PortTokens, tokensInUse } from '../ports/port-tokens.js';
+import { userName } from '../base/users.js';
+import { STATE_DIR_MODE, STATE_FILE_MODE, statePaths, type StatePaths } from '../store/state-dir.js';
 import { StateTransactions } from '../store/transaction.js';
+import { warnOnce } from '../base/warnings.js';
 import { ClaimQueue } from '../queue/queue-dir.js';
 import { QueueServer } from '../queue/holder.js';
 import { type QueueingContext, recordFirstClaim } from '../queue/requester.js';
 
-export type { ClaimInfo, Lease, ListOptions, ReleaseFilter, StickyPorts } from '../claims/lease.js';
+export type { ClaimElsewhere, ClaimInfo, Lease, ListOptions, ReleaseFilter, StickyPorts } from '../claims/lease.js';
 export type { ListeningSockets } from '../ports/listen.js';
 
 /**
@@ -59,25 +64,23 @@ export class PortAllocator {
   private readonly owners: OwnerLiveness;
   /** The claims this instance made for this process: what a bare {@link release} gives back. */
   private readonly own: OwnClaims;
+  /** The port tokens of claims: what keeps other users' claims off their ports. */
+  private readonly tokens: ClaimTokens;
   private readonly queueing: QueueingContext;
 
   /** @throws {TypeError | RangeError} when an option is invalid. */
   constructor(options: AllocatorOptions = {}) {
     this.options = Object.freeze(resolveAllocatorOptions(options));
     this.paths = statePaths(this.options.stateDir);
-    this.transactions = new StateTransactions(this.paths, {
-      timeoutMs: this.options.lockTimeoutMs,
-      staleMs: this.options.staleMs,
-      shared: this.options.sharedStateDir,
-    });
+    this.transactions = new StateTransactions(this.paths, { timeoutMs: this.options.lockTimeoutMs, staleMs: this.options.staleMs });
     this.socketTable = this.options.socketTable
-      ? new SocketTable({ cacheFile: this.paths.socketCacheFile, cacheFileMode: stateFileMode(this.options.sharedStateDir) })
+      ? new SocketTable({ cacheFile: this.paths.socketCacheFile, cacheFileMode: STATE_FILE_MODE })
       : undefined;
     this.blockedPorts = new BlockedPortsCache(this.options.ephemeralPortRange);
     this.owners = new OwnerLiveness(this.paths.dir);
-    this.own = new OwnClaims(this.transactions, this.paths.stateFile);
-    const shared = this.options.sharedStateDir;
-    const queue = new ClaimQueue(this.paths.queueDir, { file: stateFileMode(shared), dir: stateDirMode(shared) });
+    this.tokens = new ClaimTokens(this.paths);
+    this.own = new OwnClaims(this.transactions, this.tokens, this.paths.stateFile);
+    const queue = new ClaimQueue(this.paths.queueDir, { file: STATE_FILE_MODE, dir: STATE_DIR_MODE });
     const ownerCheck = (): OwnerCheck => this.ownerCheck();
     this.transactions.serveQueue(new QueueServer(queue, { socketTable: this.socketTable, ownerCheck }));
     this.queueing = { transactions: this.transactions, queue, ownerCheck, settings: this.options };
@@ -108,7 +111,7 @@ export class PortAllocator {
     const releasedAtExit = this.own.exitSet(request);
     // Everything that can be done before taking the lock is, so the lock is held briefly even
     // by a fresh process whose code is still cold.
-    const owner = ownerFields(this.paths.dir, this.options.sharedStateDir, request.pid, ownerStartTime);
+    const owner = ownerFields(this.paths.dir, request.pid, ownerStartTime);
     const opens = opensThatMatter(request, this.options.ephemeralPortRange);
     const skipped = new SkippedPorts(this.blockedPorts.for(request), request.protocol === 'udp' ? undefined : this.socketTable, opens);
     // A fresh process reads the state and runs the search code once before it contends: cold
@@ -117,9 +120,11 @@ export class PortAllocator {
     if (prefetched !== undefined) warmUpSearch(prefetched.claims);
     await this.owners.refresh(prefetched?.claims);
     const busy = new Set<number>();
-    const sticky = request.sticky ? { file: this.paths.stickyFile, mode: stateFileMode(this.options.sharedStateDir) } : undefined;
-    const search = { request, owner, busy, skipped, sticky };
+    const elsewhere = new TokensElsewhere();
+    const sticky = request.sticky ? { file: this.paths.stickyFile, mode: STATE_FILE_MODE } : undefined;
+    const search = { request, owner, busy, elsewhere, skipped, sticky };
     let tentative: ClaimRecord | undefined;
+    let swept = false;
     // Each round either succeeds or marks at least one more port busy, so it ends.
     for (;;) {
       const previous = tentative;
@@ -139,17 +144,36 @@ export class PortAllocator {
       // probed (its process lives on, so the PID never dies) still gives it back.
       if (previous !== undefined) releasedAtExit?.delete(previous.id);
       releasedAtExit?.add(tentative.id);
-      // Probed after the claim is recorded and the lock released: no cooperating process
-      // picks these ports meanwhile, and the lock is never held across a socket round trip.
-      let busyPorts: number[];
+      // Its tokens, then a probe, after the claim is recorded and the lock released: no
+      // cooperating process of this state directory picks these ports meanwhile, and the lock
+      // is never held across a socket round trip.
+      let tokens: PortTokens | undefined;
       try {
-        busyPorts = await findBusyPorts(claimedPorts(tentative), request.host, request.protocol);
+        let taken = await this.tokens.take(tentative);
+        // A keeper of this directory may still hold the tokens of a claim whose owner just died.
+        if (taken.kind === 'taken' && !swept) {
+          swept = true;
+          if ((await this.tokens.sweep()) > 0) taken = await this.tokens.take(tentative);
+        }
+        if (taken.kind === 'taken') {
+          // Claimed by another user, or through another state directory: search on without them.
+          elsewhere.add(taken.ports);
+          continue;
+        }
+        if (taken.kind === 'held') tokens = taken.tokens;
+        else warnNoTokens(taken.reason);
+        const busyPorts = await findBusyPorts(claimedPorts(tentative), request.host, request.protocol);
+        if (busyPorts.length === 0) {
+          if (tokens !== undefined) await this.tokens.keep(tentative, tokens);
+          return this.own.handOut(tentative, releasedAtExit);
+        }
+        tokens?.close();
+        for (const port of busyPorts) busy.add(port);
       } catch (error) {
+        tokens?.close();
         await this.own.dropQuietly(tentative.id);
         throw error;
       }
-      if (busyPorts.length === 0) return this.own.handOut(tentative, releasedAtExit);
-      for (const port of busyPorts) busy.add(port);
     }
   }
 
@@ -195,32 +219,24 @@ export class PortAllocator {
     // A PID names a process of this PID namespace: PID 1 here is not another container's PID 1.
     const matchesPid = (claim: ClaimRecord): boolean => pids === undefined || (pids.has(claim.pid) && !OwnerLiveness.isForeign(claim));
     const matches = (claim: ClaimRecord): boolean => matchesPid(claim) && (filter.label === undefined || claim.label === filter.label);
-    return this.transactions.run((state) => {
-      const { kept, released } = removePorts(state.claims, matches, ports);
-      if (released.length > 0) state.claims = kept.map(freezeRecord);
-      return { changed: released.length > 0, result: released };
-    });
-  }
-
-  /**
-   * Hands the claims of `from` that hold any of `ports` to the live process `to` (default:
-   * this one), keeping id, label and TTL, even when `from` died and its claim was not reaped
-   * yet; for supervisors like `portlease exec`. Resolves to how many claims changed owner.
-   * @throws {OwnerNotAliveError} (`PORTLEASE_OWNER_NOT_ALIVE`) when `to` is not running.
-   */
-  async handOver(ports: number | readonly number[], from: number, to: number = process.pid): Promise<number> {
-    return this.transactions.run(handOverChange(this.paths.dir, this.options.sharedStateDir, ports, from, to));
+    const { released, removed } = await this.transactions.run((state) => releasePorts(state, matches, ports));
+    await this.tokens.letGo(removed);
+    return released;
   }
 
   /**
    * Makes the live process `to` (default: this one) a second owner of the claims of `from`
    * that hold any of `ports`: each gets a copy owned by `to`, so the ports stay claimed while
    * either lives. For supervisors like `portlease exec`, whose command may exit while
-   * processes it started still run. Resolves to how many claims were shared.
+   * processes it started still run. Where this process holds the port tokens of a claim it
+   * shares (it claimed for itself), a keeper holds copies of them for `to`, so other users
+   * stay off the ports while either owner lives. Resolves to how many claims were shared.
    * @throws {OwnerNotAliveError} (`PORTLEASE_OWNER_NOT_ALIVE`) when `to` is not running.
    */
   async share(ports: number | readonly number[], from: number, to: number = process.pid): Promise<number> {
-    return this.transactions.run(handOverChange(this.paths.dir, this.options.sharedStateDir, ports, from, to, true));
+    const copies = await this.transactions.run(shareChange(this.paths.dir, ports, from, to));
+    await this.tokens.extend(copies);
+    return copies.size;
   }
 
   /**
@@ -239,6 +255,34 @@ export class PortAllocator {
   }
 
   /**
+   * The claims held elsewhere in this network namespace, by other users or through other state
+   * directories, sorted by first port: the ports their tokens hold that no claim of this state
+   * file holds. Linux only (elsewhere: none). Reads `/proc/net/unix`; touches no socket.
+   */
+  listElsewhere(): ClaimElsewhere[] {
+    const own = new Set(this.transactions.read().claims.flatMap((claim) => claimedPorts(claim)));
+    const { ports, claims } = tokensInUse();
+    const foreign = [...ports].filter((port) => !own.has(port)).sort((a, b) => a - b);
+    const described = claims.filter((claim) => !own.has(claim.start));
+    const listed: ClaimElsewhere[] = [];
+    const covered = new Set<number>();
+    for (const claim of described.sort((a, b) => a.start - b.start)) {
+      const claimPorts = Array.from({ length: claim.count }, (_, index) => claim.start + index).filter((port) => ports.has(port));
+      if (claimPorts.length === 0) continue; // a description whose tokens are gone, or never were
+      for (const port of claimPorts) covered.add(port);
+      listed.push({ ports: claimPorts, uid: claim.uid, user: userName(claim.uid), pid: claim.pid, label: claim.label });
+    }
+    // Tokens nobody describes (a holder that could not, or would not): listed port by port run.
+    for (const port of foreign) {
+      if (covered.has(port)) continue;
+      const last = listed[listed.length - 1];
+      if (last !== undefined && last.uid === undefined && last.ports[last.ports.length - 1] === port - 1) last.ports.push(port);
+      else listed.push({ ports: [port], uid: undefined, user: undefined, pid: undefined, label: undefined });
+    }
+    return listed.sort((a, b) => a.ports[0]! - b.ports[0]!);
+  }
+
+  /**
    * The ports each label of a sticky claim held last, most recently used first (at most
    * 100 labels). Reads without taking the lock: the file is replaced whole.
    */
@@ -253,6 +297,7 @@ export class PortAllocator {
   async reap(): Promise<number> {
     await this.owners.refresh(this.transactions.read().claims, { fresh: true });
     await sweepDeadBeacons(this.paths.dir);
+    await this.tokens.sweep();
     return this.transactions.run((state) => {
       const now = Date.now();
       const isAlive = this.ownerCheck();
@@ -264,4 +309,17 @@ export class PortAllocator {
   private ownerCheck(): OwnerCheck {
     return memoizeOwnerCheck((claim, ageMs) => this.owners.isAlive(claim, ageMs));
   }
+}
+
+/** Code of the warning emitted once when port tokens cannot be held here (see ports/port-tokens.ts). */
+export const NO_PORT_TOKENS_WARNING = 'PORTLEASE_NO_PORT_TOKENS';
+
+/** Where tokens are unavailable on Linux (the system refuses abstract sockets), says so once: claims then only hold within the state directory. */
+function warnNoTokens(reason: string): void {
+  if (process.platform !== 'linux') return;
+  warnOnce(
+    NO_PORT_TOKENS_WARNING,
+    `portlease: port tokens cannot be held here (${reason}); claims keep out only the processes of this state directory, not other users or containers.`,
+    NO_PORT_TOKENS_WARNING,
+  );
 }

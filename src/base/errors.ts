@@ -78,6 +78,11 @@ export interface ExhaustedDetail {
   skipped: readonly string[];
   /** How many probed ports turned out busy. */
   busy: number;
+  /**
+   * Ports claimed elsewhere in this network namespace (by other users, or through another state
+   * directory) that the search passed over, and who claimed them, as far as they say.
+   */
+  elsewhere?: { ports: number; by: readonly string[] } | undefined;
   /** The host they were probed on. */
   host: string;
   /** The highest port searched (the `max` option). */
@@ -102,9 +107,15 @@ export class PortsExhaustedError extends PortleaseError {
       detail === undefined || detail.busy === 0
         ? ''
         : `; ${detail.busy} port${detail.busy === 1 ? ' was' : 's were'} busy on ${detail.host}`;
+    const elsewhere = detail?.elsewhere;
+    const others =
+      elsewhere === undefined || elsewhere.ports === 0
+        ? ''
+        : `; ${elsewhere.ports} port${elsewhere.ports === 1 ? ' is' : 's are'} claimed by other users or containers` +
+          (elsewhere.by.length === 0 ? '' : ` (${elsewhere.by.join(', ')})`);
     super(
       'PORTLEASE_EXHAUSTED',
-      `No run of ${count} consecutive free port${count === 1 ? '' : 's'} in ${base}-${max}${max < 65535 ? ' (max)' : ''}${skipped}${busy}.`,
+      `No run of ${count} consecutive free port${count === 1 ? '' : 's'} in ${base}-${max}${max < 65535 ? ' (max)' : ''}${skipped}${busy}${others}.`,
     );
     this.base = base;
     this.count = count;
@@ -201,20 +212,32 @@ export class HostUnavailableError extends PortleaseError {
   }
 }
 
+// The socket could not even be made: nothing is known about the port, and trying the next
+// one would fail the same way.
+const RESOURCE_ERRORS: ReadonlySet<string> = new Set(['EMFILE', 'ENFILE', 'ENOBUFS', 'ENOMEM']);
+
+/** Whether a system error means the process or the system ran out of something, not that a port is taken. */
+export function isResourceExhaustion(error: unknown): boolean {
+  const code = (error as NodeJS.ErrnoException | null)?.code;
+  return code !== undefined && RESOURCE_ERRORS.has(code);
+}
+
 /**
- * A probe could not even try a port: the process or the system ran out of file descriptors
- * (EMFILE, ENFILE), socket buffers (ENOBUFS) or memory (ENOMEM). Raised at once, with the
- * system error as `cause`, instead of counting every port as busy.
+ * A probe (or a port token, or a keeper process) could not even be tried: the process or the
+ * system ran out of file descriptors (EMFILE, ENFILE), socket buffers (ENOBUFS), memory
+ * (ENOMEM) or processes (EAGAIN). Raised at once, with the system error as `cause`, instead
+ * of counting every port as busy.
  */
 export class ResourcesExhaustedError extends PortleaseError {
   static override readonly code = 'PORTLEASE_RESOURCES' as const;
   override name = 'ResourcesExhaustedError';
 
-  constructor(cause: NodeJS.ErrnoException) {
+  /** @param action - what could not be done, for the message (default: probe ports). */
+  constructor(cause: NodeJS.ErrnoException, action = 'probe ports') {
     super(
       'PORTLEASE_RESOURCES',
-      `Cannot probe ports: ${cause.code ?? 'a system limit'} (${cause.message}). ` +
-        'Close unused files or sockets, or raise the limit (ulimit -n), and try again.',
+      `Cannot ${action}: ${cause.code ?? 'a system limit'} (${cause.message}). ` +
+        'Close unused files or sockets, or raise the limit (ulimit -n, ulimit -u), and try again.',
       { cause },
     );
   }

@@ -3,7 +3,7 @@
  * Elsewhere (macOS, Windows, or `/proc` not mounted) every answer is `undefined`, and callers
  * fall back to what the PID alone tells.
  */
-import { closeSync, openSync, readFileSync, readlinkSync, readSync } from 'node:fs';
+import { closeSync, openSync, readdirSync, readFileSync, readlinkSync, readSync } from 'node:fs';
 import { processCache } from './process-state.js';
 
 const hasProcfs = process.platform === 'linux';
@@ -119,4 +119,62 @@ export function currentBootId(): string | undefined {
       return undefined;
     }
   });
+}
+
+/**
+ * Whether a process of group `pgid` that is not a zombie exists, from `/proc`. An orphan
+ * that exited stays a zombie until PID 1 reaps it, and some container inits never do, so a
+ * bare `kill(-pgid, 0)` would see it running forever. Where `/proc` does not show our PID
+ * namespace, `kill(-pgid, 0)` is all there is.
+ */
+export function liveProcessInGroup(pgid: number): boolean {
+  if (!hasProcfs || !procShowsOwnPidNamespace()) {
+    try {
+      process.kill(-pgid, 0);
+      return true;
+    } catch (error) {
+      return (error as NodeJS.ErrnoException).code !== 'ESRCH';
+    }
+  }
+  let entries: string[];
+  try {
+    entries = readdirSync('/proc');
+  } catch {
+    return true; // nothing tells: assume it runs
+  }
+  for (const entry of entries) {
+    if (!/^\d+$/.test(entry)) continue;
+    const stat = readProcStat(Number(entry)); // undefined: exited meanwhile
+    if (stat !== undefined && stat.pgrp === pgid && !isExitedState(stat.state)) return true;
+  }
+  return false;
+}
+
+// O_CLOEXEC in /proc/<pid>/fdinfo's octal `flags`.
+const O_CLOEXEC = 0o2000000;
+
+/**
+ * The descriptors above 2 this process would pass to every child it spawns: those it
+ * inherited without close-on-exec (Node opens its own with it). Empty where /proc cannot tell.
+ */
+export function inheritableFds(): number[] {
+  if (!hasProcfs) return [];
+  let entries: string[];
+  try {
+    entries = readdirSync('/proc/self/fd');
+  } catch {
+    return [];
+  }
+  const fds: number[] = [];
+  for (const entry of entries) {
+    const fd = Number(entry);
+    if (!(fd > 2)) continue;
+    try {
+      const flags = /^flags:\s*([0-7]+)/m.exec(readFileSync(`/proc/self/fdinfo/${fd}`, 'latin1'))?.[1];
+      if (flags !== undefined && (Number.parseInt(flags, 8) & O_CLOEXEC) === 0) fds.push(fd);
+    } catch {
+      // Closed meanwhile (the descriptor of the readdir itself).
+    }
+  }
+  return fds;
 }

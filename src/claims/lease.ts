@@ -58,6 +58,24 @@ export interface ClaimInfo {
   live: boolean;
 }
 
+/**
+ * A claim held elsewhere in this network namespace: by another user, or through another state
+ * directory (a container with its own `/tmp`), as {@link PortAllocator.listElsewhere} reports
+ * it. What it says of itself beyond its ports is its holder's word.
+ */
+export interface ClaimElsewhere {
+  /** The claimed ports, consecutive and ascending. */
+  ports: number[];
+  /** The user id of whoever claimed them; `undefined` for tokens that no claim describes. */
+  uid: number | undefined;
+  /** That user's name on this system, if it has one here. */
+  user: string | undefined;
+  /** PID of the owner, in the owner's PID namespace, where the claim says. */
+  pid: number | undefined;
+  /** The claim's label, as far as it fits (letters, digits, `.`, `-`, `_`). */
+  label: string | undefined;
+}
+
 /** The ports a label held last, as {@link PortAllocator.listSticky} reports them. */
 export interface StickyPorts {
   /** The label of the sticky claims. */

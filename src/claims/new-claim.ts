@@ -14,6 +14,13 @@ import { readStickyMemory, rememberSticky } from '../store/sticky-memory.js';
 import { type ClaimRecord, freezeRecord, type StateData } from '../store/format.js';
 import type { ChangeOutcome } from '../store/transaction.js';
 
+/** Ports a search passes over because their tokens are held elsewhere (see ports/port-tokens.ts). */
+export interface HeldElsewhere {
+  readonly ports: ReadonlySet<number>;
+  /** How many of them lie from `base` to `max`, and who holds them, for the "exhausted" message. */
+  describe(base: number, max: number): { ports: number; by: string[] };
+}
+
 /** The fields of a claim that identify its owner beyond the PID. */
 export type OwnerFields = Pick<ClaimRecord, 'startTime' | 'pidNs' | 'beacon'>;
 
@@ -26,9 +33,9 @@ export function isReleasedAtExit(request: Pick<ResolvedClaimOptions, 'pid' | 'tt
  * What identifies the owner `pid` beyond its PID: its start time, its PID namespace, and a
  * beacon in `stateDir` when the owner is this process (only it can hold one for itself).
  */
-export function ownerFields(stateDir: string, sharedStateDir: boolean, pid: number, startTime: StartTime): OwnerFields {
+export function ownerFields(stateDir: string, pid: number, startTime: StartTime): OwnerFields {
   const pidNs = currentPidNamespace();
-  const beacon = pid === process.pid && pidNs !== undefined ? ensureOwnBeacon(stateDir, sharedStateDir) : undefined;
+  const beacon = pid === process.pid && pidNs !== undefined ? ensureOwnBeacon(stateDir) : undefined;
   return {
     ...(startTime === undefined ? {} : { startTime }),
     ...(pidNs === undefined ? {} : { pidNs }),
@@ -42,6 +49,8 @@ export interface ClaimSearch {
   readonly owner: OwnerFields;
   /** Ports found busy by earlier probes of this claim. */
   readonly busy: ReadonlySet<number>;
+  /** Ports found claimed elsewhere in the network namespace (their tokens held), and by whom. */
+  readonly elsewhere?: HeldElsewhere | undefined;
   /** Ports never handed out (refreshed inside the lock by the caller). */
   readonly skipped: SkippedPorts;
   /** The owner check of this critical section. */
@@ -73,7 +82,8 @@ export function recordNewClaim(
   const { request, skipped, busy } = search;
   if (previous !== undefined) state.claims = state.claims.filter((claim) => claim.id !== previous.id);
   const now = Date.now();
-  const isBlocked = (port: number): boolean => skipped.has(port) || busy.has(port);
+  const elsewhere = search.elsewhere?.ports;
+  const isBlocked = (port: number): boolean => skipped.has(port) || busy.has(port) || elsewhere?.has(port) === true;
   const isLive = (claim: ClaimRecord): boolean => isClaimLive(claim, now, search.isAlive);
   const sticky = search.sticky === undefined ? undefined : rememberedStart(request, search.sticky.file);
   // The remembered run alone first (a search from it that may not go past it), then the usual search.
@@ -89,6 +99,7 @@ export function recordNewClaim(
       max: request.max,
       busy: busy.size,
       host: request.host,
+      elsewhere: search.elsewhere?.describe(request.base, request.max),
     });
   }
   const claim = freezeRecord({

@@ -2,13 +2,14 @@
  * The claims one allocator made for its own process: what a bare `release()` and the exit
  * of the process give back, and the tentative claims a failed search drops.
  */
-import { removePorts } from './search.js';
-import { toLease, type Lease } from './lease.js';
-import { isReleasedAtExit } from './new-claim.js';
-import type { ResolvedClaimOptions } from '../options/options.js';
 import { claimsReleasedAtExit } from '../base/process-state.js';
+import type { ResolvedClaimOptions } from '../options/options.js';
 import { type ClaimRecord, freezeRecord, type StateData } from '../store/format.js';
 import type { ChangeOutcome, StateTransactions } from '../store/transaction.js';
+import type { ClaimTokens } from './claim-tokens.js';
+import { toLease, type Lease } from './lease.js';
+import { isReleasedAtExit } from './new-claim.js';
+import { removePorts, type RemovedPorts } from './search.js';
 
 /** Drops the claims `drop` picks: one change whose result is how many went. */
 export function dropWhere(state: StateData, drop: (claim: ClaimRecord) => boolean): ChangeOutcome<number> {
@@ -18,16 +19,29 @@ export function dropWhere(state: StateData, drop: (claim: ClaimRecord) => boolea
   return { changed: dropped > 0, result: dropped };
 }
 
+/** Removes the ports `matches` picks (all of each claim without `ports`): the released ports, and what went of each claim. */
+export function releasePorts(
+  state: StateData,
+  matches: (claim: ClaimRecord) => boolean,
+  ports: ReadonlySet<number> | undefined,
+): ChangeOutcome<{ released: number[]; removed: RemovedPorts[] }> {
+  const { kept, released, removed } = removePorts(state.claims, matches, ports);
+  if (released.length > 0) state.claims = kept.map(freezeRecord);
+  return { changed: released.length > 0, result: { released, removed } };
+}
+
 /** The claims of one allocator instance, for this process. */
 export class OwnClaims {
   private readonly transactions: StateTransactions;
+  private readonly tokens: ClaimTokens;
   private readonly stateFile: string;
   /** Ids of the claims this instance made for this process and has not given back. */
   private readonly ids = new Set<string>();
   private readonly leaseIds = new WeakMap<Lease, string>();
 
-  constructor(transactions: StateTransactions, stateFile: string) {
+  constructor(transactions: StateTransactions, tokens: ClaimTokens, stateFile: string) {
     this.transactions = transactions;
+    this.tokens = tokens;
     this.stateFile = stateFile;
   }
 
@@ -45,7 +59,7 @@ export class OwnClaims {
     const id = claim.id;
     releasedAtExit?.add(id);
     if (claim.pid === process.pid) this.ids.add(id);
-    const lease = toLease(claim, () => this.drop(id));
+    const lease = toLease(claim, () => this.release(new Set([id])).then(() => undefined));
     this.leaseIds.set(lease, id);
     return lease;
   }
@@ -68,27 +82,20 @@ export class OwnClaims {
   /** Drops a tentative claim after a failure; a failure here must not hide the first one. */
   async dropQuietly(id: string): Promise<void> {
     try {
-      await this.drop(id);
+      await this.release(new Set([id]));
     } catch {
       // The claim stays until its owner exits and it is reaped.
     }
   }
 
-  private async drop(id: string): Promise<void> {
-    // Forgotten by the exit handler too, so a long-running process does not pile up ids.
-    this.forget([id]);
-    await this.transactions.run((state) => dropWhere(state, (claim) => claim.id === id));
-  }
-
-  /** Gives back this process's claims with these ids, in one change. */
+  /** Gives back the claims with these ids, in one change, and then their tokens. */
   private async release(ids: ReadonlySet<string>): Promise<number[]> {
     if (ids.size === 0) return [];
-    const released = await this.transactions.run((state) => {
-      const { kept, released } = removePorts(state.claims, (claim) => claim.pid === process.pid && ids.has(claim.id), undefined);
-      if (released.length > 0) state.claims = kept.map(freezeRecord);
-      return { changed: released.length > 0, result: released };
-    });
+    const { released, removed } = await this.transactions.run((state) => releasePorts(state, (claim) => ids.has(claim.id), undefined));
+    // Forgotten by the exit handler only once given back: a release that failed (a lock
+    // timeout) is tried again at exit.
     this.forget(ids);
+    await this.tokens.letGo(removed);
     return released;
   }
 
@@ -107,7 +114,7 @@ export class OwnClaims {
   /**
    * At exit (of the process, or of this worker thread), gives back the claims this thread
    * made for itself if the lock is free right now; otherwise they are reaped once this PID
-   * is gone.
+   * is gone. Their tokens go with the process (or the thread's sockets).
    */
   private releaseAtExit(ids: ReadonlySet<string>): void {
     this.transactions.runNowIfFree((state) => dropWhere(state, (claim) => claim.pid === process.pid && ids.has(claim.id)));

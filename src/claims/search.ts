@@ -107,18 +107,28 @@ export function findFreeRun(
   return { start: undefined, dead };
 }
 
+/** What {@link removePorts} took out of one claim. */
+export interface RemovedPorts {
+  id: string;
+  /** The ports removed. */
+  ports: number[];
+  /** Whether the claim went whole. */
+  whole: boolean;
+}
+
 /**
  * Removes `ports` (or every port, when `ports` is undefined) from the claims `matches`
  * selects, splitting a claimed run where only part of it is released. Returns the kept
- * claims and the ports released.
+ * claims, the ports released, and what went of each claim.
  */
 export function removePorts(
   claims: readonly ClaimRecord[],
   matches: (claim: ClaimRecord) => boolean,
   ports: ReadonlySet<number> | undefined,
-): { kept: ClaimRecord[]; released: number[] } {
+): { kept: ClaimRecord[]; released: number[]; removed: RemovedPorts[] } {
   const kept: ClaimRecord[] = [];
   const released: number[] = [];
+  const removed: RemovedPorts[] = [];
   for (const claim of claims) {
     // Untouched claims stay the same objects: the state store writes only what changed.
     if (!matches(claim) || (ports !== undefined && !claimedPorts(claim).some((port) => ports.has(port)))) {
@@ -127,17 +137,24 @@ export function removePorts(
     }
     let runStart: number | undefined;
     const end = claim.start + claim.count;
+    const removedHere: number[] = [];
     for (let port = claim.start; port <= end; port++) {
       const keep = port < end && ports !== undefined && !ports.has(port);
-      if (port < end && !keep) released.push(port);
+      if (port < end && !keep) removedHere.push(port);
       if (keep && runStart === undefined) runStart = port;
       if (!keep && runStart !== undefined) {
         kept.push({ ...claim, start: runStart, count: port - runStart });
         runStart = undefined;
       }
     }
+    released.push(...removedHere);
+    removed.push({ id: claim.id, ports: removedHere, whole: true });
   }
-  return { kept, released };
+  // A claim split by an earlier partial release has several records: it went whole only if
+  // no record of its id is left.
+  const left = new Set(kept.map((claim) => claim.id));
+  for (const entry of removed) entry.whole = !left.has(entry.id);
+  return { kept, released, removed };
 }
 
 /**

@@ -67,10 +67,23 @@ export async function runList(args: string[]): Promise<number> {
   const allocator = openAllocator('list', values['state-dir']);
   const claims = await allocator.list({ includeDead: true });
   const sticky = allocator.listSticky();
+  const elsewhere = allocator.listElsewhere();
   const now = Date.now();
   if (values.json === true) {
     const remembered = sticky.map(({ label, ports, usedAt }) => ({ label, ports, usedAt: usedAt.toISOString() }));
-    const json = { stateFile: allocator.stateFile, claims: claims.map((claim) => toJson(claim, now)), sticky: remembered };
+    const others = elsewhere.map(({ ports, uid, user, pid, label }) => ({
+      ports,
+      uid: uid ?? null,
+      user: user ?? null,
+      pid: pid ?? null,
+      label: label ?? null,
+    }));
+    const json = {
+      stateFile: allocator.stateFile,
+      claims: claims.map((claim) => toJson(claim, now)),
+      sticky: remembered,
+      elsewhere: others,
+    };
     process.stdout.write(`${JSON.stringify(json)}\n`);
     return 0;
   }
@@ -87,6 +100,19 @@ export async function runList(args: string[]): Promise<number> {
       expiry(claim, now),
     ]);
     sections.push(table([['PORTS', 'HOST', 'PID', 'STATUS', 'LABEL', 'AGE', 'EXPIRES'], ...rows]));
+  }
+  if (elsewhere.length > 0) {
+    // Not in this state file: other users', or another state directory's (a container's).
+    const rows = elsewhere.map(({ ports, uid, user, pid, label }) => [
+      portRange(ports),
+      uid === undefined ? '?' : printable(user ?? String(uid)),
+      uid === undefined ? '?' : String(uid),
+      pid === undefined ? '?' : String(pid),
+      printable(label ?? '-'),
+    ]);
+    sections.push(
+      `Claimed elsewhere (other users or state directories; not yours to release):\n${table([['PORTS', 'USER', 'UID', 'PID', 'LABEL'], ...rows])}`,
+    );
   }
   if (sticky.length > 0) {
     // What --sticky claims will try first, most recently used first.

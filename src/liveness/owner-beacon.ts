@@ -4,7 +4,7 @@ import { join, resolve } from 'node:path';
 import { unlinkQuietly } from '../base/fs.js';
 import { processSlot } from '../base/process-state.js';
 import { randomToken } from '../base/random.js';
-import { stateFileMode } from '../store/state-dir.js';
+import { STATE_FILE_MODE } from '../store/state-dir.js';
 
 /**
  * An owner beacon is a Unix domain socket that a process listens on in the state directory.
@@ -31,8 +31,6 @@ interface OwnBeacon {
   name: string;
   /** Inode of the socket file as bound: tells when it was removed (or replaced) under us. */
   ino: number;
-  /** Whether the group may connect (mode 0660): kept for a rebind. */
-  shared: boolean;
 }
 
 // How often a process checks that its beacons are still in place (see keepBeaconsInPlace).
@@ -85,7 +83,7 @@ function unlinkBeacons(beacons: OwnBeacons): void {
  * @param shared - Whether other users of the directory's group must reach the beacon:
  *   the socket is then mode 0660, else 0600 (connecting needs write permission).
  */
-export function ensureOwnBeacon(dir: string, shared: boolean): string | undefined {
+export function ensureOwnBeacon(dir: string): string | undefined {
   const absoluteDir = resolve(dir);
   const beacons = ownBeacons();
   const existing = beacons.byDir.get(absoluteDir);
@@ -95,10 +93,10 @@ export function ensureOwnBeacon(dir: string, shared: boolean): string | undefine
     // and a missing beacon reads as a dead owner, so bind the same name again.
     beacons.byDir.delete(absoluteDir);
     existing.server.close();
-    return bindBeacon(absoluteDir, existing.name, shared);
+    return bindBeacon(absoluteDir, existing.name);
   }
   // The PID only adds spread: PIDs repeat across namespaces and hosts.
-  return bindBeacon(absoluteDir, `owner-${process.pid.toString(36)}-${randomToken()}.sock`, shared);
+  return bindBeacon(absoluteDir, `owner-${process.pid.toString(36)}-${randomToken()}.sock`);
 }
 
 function isInPlace(beacon: OwnBeacon): boolean {
@@ -113,12 +111,12 @@ function isInPlace(beacon: OwnBeacon): boolean {
 function keepBeaconsInPlace(beacons: OwnBeacons): void {
   if (beacons.checkTimer !== undefined) return;
   beacons.checkTimer = setInterval(() => {
-    for (const [dir, beacon] of beacons.byDir) if (!isInPlace(beacon)) ensureOwnBeacon(dir, beacon.shared);
+    for (const [dir, beacon] of beacons.byDir) if (!isInPlace(beacon)) ensureOwnBeacon(dir);
   }, BEACON_CHECK_MS);
   beacons.checkTimer.unref();
 }
 
-function bindBeacon(absoluteDir: string, name: string, shared: boolean): string | undefined {
+function bindBeacon(absoluteDir: string, name: string): string | undefined {
   const path = join(absoluteDir, name);
   // Bound and listening under a temporary name first, then renamed into place: a checker
   // must never find the name bound but not yet listening (refused reads as a dead owner).
@@ -141,7 +139,7 @@ function bindBeacon(absoluteDir: string, name: string, shared: boolean): string 
   server.unref();
   let ino: number;
   try {
-    chmodSync(temporaryPath, stateFileMode(shared));
+    chmodSync(temporaryPath, STATE_FILE_MODE);
     renameSync(temporaryPath, path);
     ino = lstatSync(path).ino;
   } catch {
@@ -150,7 +148,7 @@ function bindBeacon(absoluteDir: string, name: string, shared: boolean): string 
     return undefined;
   }
   const beacons = ownBeacons();
-  beacons.byDir.set(absoluteDir, { server, path, name, ino, shared });
+  beacons.byDir.set(absoluteDir, { server, path, name, ino });
   keepBeaconsInPlace(beacons);
   if (beacons.exitHook === undefined) {
     // A killed process skips this; its beacon is then removed by whoever finds it dead.

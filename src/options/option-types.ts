@@ -122,12 +122,6 @@ export interface AllocatorOptions {
    */
   staleMs?: number | undefined;
   /**
-   * Accept a state directory that other users can write (group-writable, owned by
-   * someone else), for several users deliberately sharing one directory.
-   * @default process.env.PORTLEASE_SHARED_STATE_DIR === '1'
-   */
-  sharedStateDir?: boolean | undefined;
-  /**
    * The ephemeral port range that claims skip (unless `allowEphemeralPorts`), as an
    * inclusive `[first, last]`, instead of the one read from the OS.
    * @default read from the OS (Linux `/proc/sys/net/ipv4/ip_local_port_range`, macOS `sysctl net.inet.ip.portrange`), else 49152–65535
@@ -148,7 +142,6 @@ export interface ResolvedAllocatorOptions {
   stateDir: string;
   lockTimeoutMs: number;
   staleMs: number;
-  sharedStateDir: boolean;
   /** `undefined`: read from the OS when first needed. */
   ephemeralPortRange: PortRange | undefined;
   socketTable: boolean;

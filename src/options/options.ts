@@ -1,6 +1,4 @@
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import envPaths from 'env-paths';
+import { defaultStateDir } from './default-state-dir.js';
 import {
   describe,
   isValidHost,
@@ -13,13 +11,9 @@ import {
 import { MAX_PORT } from '../base/port-numbers.js';
 
 export { isValidHost } from './option-checks.js';
+export { defaultStateDir, STATE_DIR_ENV, STATE_DIR_TAKEN_WARNING } from './default-state-dir.js';
 export type { AllocatorOptions, ClaimOptions, Protocol, ResolvedAllocatorOptions, ResolvedClaimOptions } from './option-types.js';
 import type { AllocatorOptions, ClaimOptions, ResolvedAllocatorOptions, ResolvedClaimOptions } from './option-types.js';
-
-/** Environment variable that overrides the default state directory. */
-export const STATE_DIR_ENV = 'PORTLEASE_STATE_DIR';
-/** Environment variable that opts in to a state directory shared by several users (`1`). */
-export const SHARED_STATE_DIR_ENV = 'PORTLEASE_SHARED_STATE_DIR';
 
 /**
  * Prefix of the environment variables through which {@link claimOnce} hands a process
@@ -117,23 +111,6 @@ export function resolveClaimOptions(input: ClaimOptions = {}): ResolvedClaimOpti
   };
 }
 
-/**
- * The default state directory: the environment variable, else a temporary directory of this
- * user's own: `<tmp>/portlease-<uid>` where there are uids, env-paths' `temp` on Windows.
- */
-export function defaultStateDir(env: NodeJS.ProcessEnv = process.env): string {
-  const fromEnv = env[STATE_DIR_ENV];
-  if (fromEnv !== undefined && fromEnv !== '') return fromEnv;
-  // A temporary directory lives as long as the boot on most systems, like the claims it holds.
-  // Named by uid, not as env-paths names it on Linux (after the basename of HOME): service
-  // accounts whose HOME is / or /nonexistent would share one directory, and the second user
-  // would be refused; the same user with another HOME (sudo, env -i) would not coordinate.
-  const uid = process.getuid?.();
-  if (uid !== undefined) return join(tmpdir(), `portlease-${uid}`);
-  // Windows: the temporary directory is already per user.
-  return envPaths('portlease', { suffix: '' }).temp;
-}
-
 /** Checks allocator settings and fills in the defaults (reading the environment once). */
 export function resolveAllocatorOptions(input: AllocatorOptions = {}, env: NodeJS.ProcessEnv = process.env): ResolvedAllocatorOptions {
   if (typeof input !== 'object' || input === null) {
@@ -145,12 +122,8 @@ export function resolveAllocatorOptions(input: AllocatorOptions = {}, env: NodeJ
   }
   const lockTimeoutMs = requireInteger('lockTimeoutMs', input.lockTimeoutMs ?? DEFAULT_LOCK_TIMEOUT_MS, 0, 2 ** 31 - 1);
   const staleMs = requireInteger('staleMs', input.staleMs ?? DEFAULT_STALE_MS, MIN_STALE_MS, 2 ** 31 - 1);
-  const sharedStateDir = input.sharedStateDir ?? env[SHARED_STATE_DIR_ENV] === '1';
-  if (typeof sharedStateDir !== 'boolean') {
-    throw new TypeError(`Expected option \`sharedStateDir\` to be a boolean, got ${describe(sharedStateDir)}.`);
-  }
   const ephemeralPortRange =
     input.ephemeralPortRange === undefined ? undefined : requireRange('ephemeralPortRange', input.ephemeralPortRange);
   const socketTable = requireBoolean('socketTable', input.socketTable ?? true);
-  return { stateDir, lockTimeoutMs, staleMs, sharedStateDir, ephemeralPortRange, socketTable };
+  return { stateDir, lockTimeoutMs, staleMs, ephemeralPortRange, socketTable };
 }

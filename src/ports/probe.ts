@@ -1,5 +1,5 @@
 import { createServer, isIP } from 'node:net';
-import { HostUnavailableError, ResourcesExhaustedError } from '../base/errors.js';
+import { HostUnavailableError, isResourceExhaustion, ResourcesExhaustedError } from '../base/errors.js';
 import type { Protocol } from '../options/options.js';
 
 /**
@@ -23,15 +23,12 @@ type BindOutcome = { kind: 'free' } | { kind: 'busy' } | { kind: 'absent'; error
 // The address is not this machine's, or its family is missing: no port will ever bind there.
 const ABSENT_ERRORS = new Set(['EADDRNOTAVAIL', 'EAFNOSUPPORT', 'EPROTONOSUPPORT', 'EINVAL']);
 const LOOKUP_ERRORS = new Set(['ENOTFOUND', 'EAI_AGAIN', 'EAI_FAIL', 'EAI_NONAME', 'EAI_NODATA']);
-// The socket could not even be made: nothing is known about the port, and trying the next
-// one will fail the same way.
-const RESOURCE_ERRORS = new Set(['EMFILE', 'ENFILE', 'ENOBUFS', 'ENOMEM']);
 // Ports probed at once (each bind holds a descriptor until it is closed).
 const PROBE_BATCH = 64;
 
 /** @throws {ResourcesExhaustedError} when the bind failed for lack of a system resource. */
 function classify(error: NodeJS.ErrnoException): BindOutcome {
-  if (error.code !== undefined && RESOURCE_ERRORS.has(error.code)) throw new ResourcesExhaustedError(error);
+  if (isResourceExhaustion(error)) throw new ResourcesExhaustedError(error);
   // Everything else (EADDRINUSE, EACCES for a privileged or OS-reserved port, ...) means "skip this port".
   return error.code !== undefined && ABSENT_ERRORS.has(error.code) ? { kind: 'absent', error } : { kind: 'busy' };
 }

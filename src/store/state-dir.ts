@@ -15,6 +15,8 @@ export interface StatePaths {
   stickyFile: string;
   /** Claim requests waiting for the lock holder (see src/queue/). */
   queueDir: string;
+  /** Which keeper process holds the port tokens of each claim that has one (see claims/keeper.ts). */
+  keeperDir: string;
 }
 
 /** Paths of the state of `host` (default: this machine) inside `dir`. */
@@ -28,21 +30,15 @@ export function statePaths(dir: string, host: string = hostname()): StatePaths {
     socketCacheFile: join(absoluteDir, `sockets-${safeHost}.json`),
     stickyFile: join(absoluteDir, `sticky-${safeHost}.json`),
     queueDir: join(absoluteDir, `queue-${safeHost}`),
+    keeperDir: join(absoluteDir, `keepers-${safeHost}`),
   };
 }
 
-/**
- * The mode of a file portlease creates in the state directory: private, or group-writable
- * when the directory is shared on purpose (the other users of the group write it too).
- */
-export function stateFileMode(shared: boolean): number {
-  return shared ? 0o660 : 0o600;
-}
+/** The mode of a file portlease creates in the state directory: only its user reads and writes it. */
+export const STATE_FILE_MODE = 0o600;
 
-/** The mode of a directory portlease creates: private, or group-writable when shared on purpose. */
-export function stateDirMode(shared: boolean): number {
-  return shared ? 0o770 : 0o700;
-}
+/** The mode of a directory portlease creates: only its user may enter it. */
+export const STATE_DIR_MODE = 0o700;
 
 const GROUP_OR_OTHER_WRITE = 0o022;
 const STICKY = 0o1000;
@@ -76,12 +72,12 @@ function checkParent(dir: string, uid: number): void {
 /**
  * Creates the state directory (mode 0700) if needed and refuses one that another user
  * could tamper with: a symlink, a non-directory, owned by someone else, or writable by
- * group or others. With `shared`, a group-writable directory owned by anyone is accepted
- * (several users deliberately sharing it); a symlink never is.
+ * group or others. Other users never share a state directory: what keeps their claims apart
+ * is the network namespace's port tokens (ports/port-tokens.ts).
  */
-export function prepareStateDir(dir: string, shared: boolean): void {
+export function prepareStateDir(dir: string): void {
   try {
-    mkdirSync(dir, { recursive: true, mode: stateDirMode(shared) });
+    mkdirSync(dir, { recursive: true, mode: STATE_DIR_MODE });
   } catch (error) {
     // Something that is not a directory is in the way: refused below, as unsafe, by what it is.
     if ((error as NodeJS.ErrnoException).code !== 'EEXIST') {
@@ -91,19 +87,13 @@ export function prepareStateDir(dir: string, shared: boolean): void {
   const stats = lstatOrThrow(dir);
   if (stats.isSymbolicLink()) throw new UnsafeStateDirError(dir, 'it is a symbolic link');
   if (!stats.isDirectory()) throw new UnsafeStateDirError(dir, 'it is not a directory');
-  if (!canCheckOwners || shared) return;
+  if (!canCheckOwners) return;
   const uid = process.getuid!();
   if (stats.uid !== uid) {
-    throw new UnsafeStateDirError(
-      dir,
-      `it is owned by uid ${stats.uid}, not by you (uid ${uid}); pass sharedStateDir to share it on purpose`,
-    );
+    throw new UnsafeStateDirError(dir, `it is owned by uid ${stats.uid}, not by you (uid ${uid})`);
   }
   if ((stats.mode & GROUP_OR_OTHER_WRITE) !== 0) {
-    throw new UnsafeStateDirError(
-      dir,
-      `it is writable by group or others (mode ${octal(stats.mode)}); run chmod 700 on it, or pass sharedStateDir to share it on purpose`,
-    );
+    throw new UnsafeStateDirError(dir, `it is writable by group or others (mode ${octal(stats.mode)}); run chmod 700 on it`);
   }
   checkParent(dir, uid);
 }

@@ -52,16 +52,14 @@ export interface LoadOptions {
 export class StateStore {
   /** Path of the state file. */
   readonly path: string;
-  private readonly shared: boolean;
   private snapshot: Snapshot | undefined;
   /** Whether the file ended in an unterminated fragment at the last load. */
   private endsInFragment = false;
   /** The records handed out by the last load, in order: what commit diffs against. */
   private loaded: readonly ClaimRecord[] = [];
 
-  constructor(path: string, shared: boolean) {
+  constructor(path: string) {
     this.path = path;
-    this.shared = shared;
   }
 
   /** Whether this process holds a copy of the file, so a load only reads what was appended since. */
@@ -182,7 +180,7 @@ export class StateStore {
     const genPath = join(dirname(this.path), name);
     let stats: Stats;
     try {
-      stats = writeGenerationFile(genPath, gen, next, this.shared);
+      stats = writeGenerationFile(genPath, gen, next);
     } catch (error) {
       unlinkQuietly(genPath);
       this.snapshot = undefined;

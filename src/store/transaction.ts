@@ -49,12 +49,6 @@ export interface QueueService {
   nudge(): void;
 }
 
-/** Settings of a {@link StateTransactions}. */
-export interface TransactionSettings extends LockSettings {
-  /** Whether the state directory is deliberately shared by several users. */
-  shared: boolean;
-}
-
 /**
  * Read-change-write of one state file: the lock, the store, the boot check and the state
  * directory, and the retry when a write is void. Every change the allocator makes goes
@@ -62,7 +56,6 @@ export interface TransactionSettings extends LockSettings {
  */
 export class StateTransactions {
   private readonly paths: StatePaths;
-  private readonly shared: boolean;
   private readonly lock: StateLock;
   private readonly store: StateStore;
   /** Identity of the directory as last checked (see {@link prepare}). */
@@ -70,11 +63,10 @@ export class StateTransactions {
   /** What each holder does for the processes waiting (see {@link serveQueue}). */
   private service: QueueService | undefined;
 
-  constructor(paths: StatePaths, settings: TransactionSettings) {
+  constructor(paths: StatePaths, settings: LockSettings) {
     this.paths = paths;
-    this.shared = settings.shared;
     this.lock = new StateLock(paths.stateFile, settings);
-    this.store = new StateStore(paths.stateFile, settings.shared);
+    this.store = new StateStore(paths.stateFile);
   }
 
   /**
@@ -85,7 +77,7 @@ export class StateTransactions {
   prepare(): void {
     const current = directoryIdentity(this.paths.dir);
     if (this.prepared !== undefined && current === this.prepared) return;
-    prepareStateDir(this.paths.dir, this.shared);
+    prepareStateDir(this.paths.dir);
     this.prepared = directoryIdentity(this.paths.dir);
   }
 

@@ -3,12 +3,12 @@
  * file. Each works on the caller's {@link Snapshot} and says what became of the write; what
  * to do next (load again, recompute) is the store's decision.
  */
-import { constants, fchmodSync, fstatSync, linkSync, openSync, readSync, type Stats, writeSync } from 'node:fs';
+import { constants, fstatSync, linkSync, openSync, readSync, type Stats, writeSync } from 'node:fs';
 import { pausePoint } from '../base/pause-points.js';
 import { closeQuietly, errnoCode } from '../base/fs.js';
 import { randomToken } from '../base/random.js';
 import { type ChangeLine, type ClaimRecord, recordKey, type SealLine, STATE_VERSION, type StateData } from './format.js';
-import { stateFileMode } from './state-dir.js';
+import { STATE_FILE_MODE } from './state-dir.js';
 import { applyChange, applyLines, NEWLINE, sameGeneration, type Snapshot } from './snapshot.js';
 
 // No O_CREAT: appending to a file that vanished must fail, not start a headerless one.
@@ -91,16 +91,14 @@ function endsWithFragment(fd: number): boolean {
  * Writes `state` as the header of a new generation file at `path` (which must not exist) and
  * returns its stats. The file is not yet in place: the caller links or seals and renames it.
  */
-export function writeGenerationFile(path: string, gen: string, state: StateData, shared: boolean): Stats {
+export function writeGenerationFile(path: string, gen: string, state: StateData): Stats {
   const header = { version: STATE_VERSION, gen, ...(state.bootId === undefined ? {} : { bootId: state.bootId }), claims: state.claims };
   const bytes = Buffer.from(`${JSON.stringify(header)}\n`);
-  const fd = openSync(path, 'wx', stateFileMode(shared));
+  const fd = openSync(path, 'wx', STATE_FILE_MODE);
   try {
     // No fsync: the claims only matter within this boot, and a crash of the machine ends the boot.
     let offset = 0;
     while (offset < bytes.length) offset += writeSync(fd, bytes, offset);
-    // The umask usually strips group write, which the other users of a shared directory need.
-    if (shared) fchmodSync(fd, stateFileMode(shared));
     return fstatSync(fd);
   } finally {
     closeQuietly(fd);

@@ -125,9 +125,10 @@ describe('claims within one process', () => {
     const first = await allocator.claim({ base });
     rmSync(stateDir, { recursive: true, force: true });
     const second = await allocator.claim({ base });
-    // The old claim went with the directory; the new one is recorded in a new state file.
-    expect(second.port).toBe(base);
-    expect(storedClaims().map((claim) => claim.start)).toEqual([base]);
+    // The old claim's record went with the directory, but its port token still holds the port:
+    // the new claim, recorded in a new state file, takes the next one.
+    expect(second.port).toBe(base + 1);
+    expect(storedClaims().map((claim) => claim.start)).toEqual([base + 1]);
     await first.release();
     expect(storedClaims()).toHaveLength(1);
   });

@@ -188,6 +188,6 @@ describe('portlease list and reap', () => {
     expect(lines[0]).toMatch(/^PORTS\s+HOST\s+PID\s+STATUS\s+LABEL\s+AGE\s+EXPIRES$/);
     expect(lines[1]).toMatch(new RegExp(`^${first}-${second}\\s+0\\.0\\.0\\.0\\s+${process.pid}\\s+live\\s+api\\s+\\d+s\\s+in 59m\\d+s$`));
     await runCli(['release', '--state-dir', stateDir]);
-    expect((await runCli(['list', '--state-dir', stateDir])).stdout).toMatch(/^No claims in .*claims-.*\.jsonl\n$/);
+    expect((await runCli(['list', '--state-dir', stateDir])).stdout).toMatch(/^No claims in .*claims-.*\.jsonl\n/);
   });
 });

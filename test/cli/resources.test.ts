@@ -17,7 +17,7 @@ describe.skipIf(process.platform === 'win32')('a probe that runs out of file des
     });
     expect(result.code).toBe(1);
     expect(result.stdout).toBe('');
-    expect(result.stderr).toMatch(/^portlease: PORTLEASE_RESOURCES: Cannot probe ports: EMFILE .*ulimit -n/);
+    expect(result.stderr).toMatch(/^portlease: PORTLEASE_RESOURCES: Cannot (?:probe ports|hold port tokens): EMFILE .*ulimit -n/);
     expect(await listClaims(stateDir)).toEqual([]);
   });
 });

@@ -1,5 +1,5 @@
 import { spawn, type SpawnOptions } from 'node:child_process';
-import { chmodSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chownSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { statePaths } from '../../src/store/state-dir.js';
@@ -76,20 +76,16 @@ describe.skipIf(!hasTimeout).concurrent('a stale lock that cannot be removed', (
   });
 
   it.skipIf(!canRunAsNobody())(
-    `another user's stale lock in a sticky shared directory (rmdir: EPERM): exit 4 with the reason${canRunAsNobody() ? '' : ` (${NOBODY_SKIP_REASON})`}`,
+    `another user's stale lock that holds a file (rmdir: ENOTEMPTY): exit 4 with the reason${canRunAsNobody() ? '' : ` (${NOBODY_SKIP_REASON})`}`,
     async () => {
       const stateDir = freshStateDir();
-      // A directory shared on purpose, like /tmp: everyone may create entries, and the sticky
-      // bit lets nobody remove root's lock directory.
-      chmodSync(stateDir, 0o1777);
-      mkdirSync(lockPathIn(stateDir));
+      // nobody's own directory, with a lock directory of root's in it that nobody cannot empty.
+      chownSync(stateDir, 65534, 65534);
+      mkdirSync(lockPathIn(stateDir), { mode: 0o755 });
+      writeFileSync(join(lockPathIn(stateDir), 'root-only'), '');
       const cli = join(dirname(nobodyReadableCopy().distEntry), 'cli.cjs');
-      const result = await claimThroughTimeout(stateDir, cli, {
-        env: { ...process.env, PORTLEASE_SHARED_STATE_DIR: '1' },
-        uid: 65534,
-        gid: 65534,
-      });
-      expect(result.stderr).toMatch(/^portlease: PORTLEASE_LOCK_TIMEOUT: .*EPERM/);
+      const result = await claimThroughTimeout(stateDir, cli, { env: process.env, uid: 65534, gid: 65534 });
+      expect(result.stderr).toMatch(/^portlease: PORTLEASE_LOCK_TIMEOUT: .*ENOTEMPTY/);
       expect(result.code).toBe(4);
       rmSync(lockPathIn(stateDir), { recursive: true, force: true });
     },

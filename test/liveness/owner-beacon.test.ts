@@ -93,39 +93,39 @@ describe.skipIf(!supported)('owner beacon', () => {
   });
 
   it('exists as a socket as soon as ensureOwnBeacon returns, with one name per directory', async () => {
-    const name = ensureOwnBeacon(dir, false)!;
+    const name = ensureOwnBeacon(dir)!;
     // Before any turn of the event loop: the bind happened inside the call.
     const stats = lstatSync(join(dir, name));
     expect(stats.isSocket()).toBe(true);
     expect(stats.mode & 0o777).toBe(0o600);
     expect(isBeaconName(name)).toBe(true);
-    expect(ensureOwnBeacon(dir, false)).toBe(name);
+    expect(ensureOwnBeacon(dir)).toBe(name);
     expect((await probeBeacons(dir, [name])).get(name)).toBe('alive');
 
     closeOwnBeacons();
     expect(existsSync(join(dir, name))).toBe(false);
-    const next = ensureOwnBeacon(dir, true)!;
+    const next = ensureOwnBeacon(dir)!;
     expect(next).not.toBe(name);
-    expect(lstatSync(join(dir, next)).mode & 0o777).toBe(0o660);
+    expect(lstatSync(join(dir, next)).mode & 0o777).toBe(0o600);
   });
 
   it('binds the same name again when its socket was removed under it (a temp cleaner, the directory re-created)', async () => {
-    const name = ensureOwnBeacon(dir, false)!;
+    const name = ensureOwnBeacon(dir)!;
     // Claims already name it: a missing socket would read as a dead owner.
     unlinkSync(join(dir, name));
     expect((await probeBeacons(dir, [name])).get(name)).toBe('dead');
-    expect(ensureOwnBeacon(dir, false)).toBe(name);
+    expect(ensureOwnBeacon(dir)).toBe(name);
     expect((await probeBeacons(dir, [name])).get(name)).toBe('alive');
     rmSync(dir, { recursive: true, force: true });
     mkdirSync(dir);
-    expect(ensureOwnBeacon(dir, false)).toBe(name);
+    expect(ensureOwnBeacon(dir)).toBe(name);
     expect((await probeBeacons(dir, [name])).get(name)).toBe('alive');
   });
 
   it('refuses a path longer than sun_path rather than binding a truncated one', () => {
     const longDir = join(dir, 'd'.repeat(100));
-    expect(ensureOwnBeacon(longDir, false)).toBeUndefined();
-    expect(ensureOwnBeacon(join(dir, 'missing'), false)).toBeUndefined();
+    expect(ensureOwnBeacon(longDir)).toBeUndefined();
+    expect(ensureOwnBeacon(join(dir, 'missing'))).toBeUndefined();
   });
 
   it("tells a live owner from a killed one, and removes the killed owner's socket", async () => {
@@ -169,8 +169,8 @@ describe.skipIf(!supported)('owner beacon', () => {
   });
 
   it('gives each worker thread its own beacon, removed when the worker ends', async () => {
-    const own = ensureOwnBeacon(dir, false)!;
-    const code = `import(process.env.BEACON_MODULE).then(({ ensureOwnBeacon }) => require('node:worker_threads').parentPort.postMessage(ensureOwnBeacon(process.env.BEACON_DIR, false)));`;
+    const own = ensureOwnBeacon(dir)!;
+    const code = `import(process.env.BEACON_MODULE).then(({ ensureOwnBeacon }) => require('node:worker_threads').parentPort.postMessage(ensureOwnBeacon(process.env.BEACON_DIR)));`;
     const worker = new Worker(code, {
       eval: true,
       env: { BEACON_MODULE: join(distEntry, '../liveness/owner-beacon.js'), BEACON_DIR: dir },
@@ -191,7 +191,7 @@ describe.skipIf(!supported)('owner beacon', () => {
   });
 
   it('reports unknown for names that are not beacons, and touches nothing', async () => {
-    const live = ensureOwnBeacon(dir, false)!;
+    const live = ensureOwnBeacon(dir)!;
     writeFileSync(join(dir, 'owner-planted.sock'), '');
     symlinkSync(join(dir, live), join(dir, 'owner-link.sock'));
     const names = [
@@ -214,7 +214,7 @@ describe.skipIf(!supported)('owner beacon', () => {
   });
 
   it('sweeps the beacons of killed owners and keeps live ones', async () => {
-    const own = ensureOwnBeacon(dir, false)!;
+    const own = ensureOwnBeacon(dir)!;
     const live = holdBeacon(dir);
     const killed = holdBeacon(dir);
     children.push(live, killed);
@@ -242,22 +242,24 @@ describe.skipIf(!supported)('owner beacon', () => {
         return firstLine(child);
       }
 
-      it('reports unknown when the beacon refuses the caller (EACCES), alive once the group may connect', async () => {
+      it('reports unknown, never dead, when the beacon refuses the caller (EACCES), even in a directory of its group', async () => {
         // nobody may search the directory, so the lstat passes and the connect meets the socket's mode.
         chmodSync(dir, 0o711);
-        const privateName = ensureOwnBeacon(dir, false)!;
+        const privateName = ensureOwnBeacon(dir)!;
         const result = await probeAsNobody([privateName]);
         expect(result.uid).toBe(65534);
         expect(result.states[privateName]).toBe('unknown');
         expect(existsSync(join(dir, privateName))).toBe(true);
 
         closeOwnBeacons();
-        // A setgid directory of nobody's group: the socket gets that group, as in a shared state directory.
+        // A setgid directory of nobody's group: the socket gets that group, but stays 0600, so
+        // another user can neither reach it nor read its live owner as dead.
         chownSync(dir, 0, 65534);
         chmodSync(dir, 0o2770);
-        const sharedName = ensureOwnBeacon(dir, true)!;
-        expect(lstatSync(join(dir, sharedName)).gid).toBe(65534);
-        expect((await probeAsNobody([sharedName])).states[sharedName]).toBe('alive');
+        const groupName = ensureOwnBeacon(dir)!;
+        expect(lstatSync(join(dir, groupName)).gid).toBe(65534);
+        expect(lstatSync(join(dir, groupName)).mode & 0o777).toBe(0o600);
+        expect((await probeAsNobody([groupName])).states[groupName]).toBe('unknown');
       });
     },
   );

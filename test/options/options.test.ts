@@ -111,6 +111,5 @@ describe('defaults', () => {
     const uid = process.getuid?.();
     if (uid === undefined) expect(defaultStateDir({})).toMatch(/portlease$/);
     else expect(defaultStateDir({})).toBe(join(tmpdir(), `portlease-${uid}`));
-    expect(resolveAllocatorOptions({}, { PORTLEASE_SHARED_STATE_DIR: '1' }).sharedStateDir).toBe(true);
   });
 });

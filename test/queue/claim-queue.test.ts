@@ -67,7 +67,7 @@ function queueRequestOfThisProcess(queue: ClaimQueue, id: string, base: number, 
   const body = queuedRequest({
     id,
     request,
-    owner: ownerFields(stateDir, false, process.pid, currentStartTime()),
+    owner: ownerFields(stateDir, process.pid, currentStartTime()),
     ephemeralPortRange: undefined,
     socketTable: true,
     until,

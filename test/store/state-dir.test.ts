@@ -1,4 +1,4 @@
-import { chmodSync, chownSync, mkdirSync, renameSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, lstatSync, mkdirSync, readdirSync, renameSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -16,7 +16,7 @@ afterEach(() => cleanup());
 describe('the state directory', () => {
   it.skipIf(!posix)('is created with mode 0700, parents included', () => {
     const dir = join(root, 'a', 'b');
-    prepareStateDir(dir, false);
+    prepareStateDir(dir);
     expect(statSync(dir).mode & 0o777).toBe(0o700);
     expect(statSync(join(root, 'a')).mode & 0o777).toBe(0o700);
   });
@@ -55,38 +55,46 @@ describe('the state directory', () => {
     expect((error as Error).message).toContain('symbolic link');
   });
 
-  it.skipIf(!posix)('refuses a directory writable by group or others, unless shared on purpose', () => {
+  it.skipIf(!posix)('refuses a directory writable by group or others, even group-shared with the setgid bit', () => {
     const dir = join(root, 'open');
     mkdirSync(dir);
     chmodSync(dir, 0o777);
-    expect(() => prepareStateDir(dir, false)).toThrow(/writable by group or others \(mode 0777\)/);
-    expect(() => prepareStateDir(dir, true)).not.toThrow();
+    expect(() => prepareStateDir(dir)).toThrow(/writable by group or others \(mode 0777\)/);
+    chmodSync(dir, 0o2770);
+    expect(() => prepareStateDir(dir)).toThrow(/writable by group or others \(mode 02770\)/);
   });
 
-  it.skipIf(!posix || !isRoot)('refuses a directory owned by another user, unless shared on purpose', () => {
+  it.skipIf(!posix || !isRoot)('refuses a directory owned by another user', () => {
     const dir = join(root, 'theirs');
     mkdirSync(dir, { mode: 0o700 });
     chownSync(dir, 12345, 12345);
-    expect(() => prepareStateDir(dir, false)).toThrow(/owned by uid 12345/);
-    expect(() => prepareStateDir(dir, true)).not.toThrow();
+    expect(() => prepareStateDir(dir)).toThrow(/owned by uid 12345/);
   });
 
   it('refuses a path that is a file as unsafe, saying what to do', () => {
     const file = join(root, 'file');
     writeFileSync(file, '');
-    expect(() => prepareStateDir(file, false)).toThrow(
+    expect(() => prepareStateDir(file)).toThrow(
       expect.objectContaining({ code: 'PORTLEASE_UNSAFE_STATE_DIR', message: expect.stringMatching(/not a directory.*\. \S/) }),
     );
   });
 
-  it.skipIf(!posix)('in shared mode writes the state file group-writable despite the umask', async () => {
-    const dir = join(root, 'shared');
-    mkdirSync(dir);
-    chmodSync(dir, 0o2770);
-    const allocator = new PortAllocator({ stateDir: dir, sharedStateDir: true });
-    await allocator.claim({ base: 40_000 + Math.floor(Math.random() * 1000) });
-    expect(statSync(allocator.stateFile).mode & 0o777).toBe(0o660);
-    await allocator.release();
+  it.skipIf(!posix)('keeps every file and directory it makes private, whatever the umask', async () => {
+    const dir = join(root, 'private');
+    const umask = process.umask(0);
+    try {
+      const allocator = new PortAllocator({ stateDir: dir });
+      await allocator.claim({ base: 40_000 + Math.floor(Math.random() * 1000), sticky: true, label: 'umask' });
+      await allocator.release();
+      const modes = Object.fromEntries(readdirSync(dir).map((name) => [name, lstatSync(join(dir, name)).mode & 0o777]));
+      expect(lstatSync(dir).mode & 0o777).toBe(0o700);
+      expect(Object.keys(modes).length).toBeGreaterThanOrEqual(3); // the state file, the sticky memory, the beacon...
+      for (const [name, mode] of Object.entries(modes)) {
+        expect({ name, mode }).toEqual({ name, mode: lstatSync(join(dir, name)).isDirectory() ? 0o700 : 0o600 });
+      }
+    } finally {
+      process.umask(umask);
+    }
   });
 });
 
@@ -125,19 +133,26 @@ describe.skipIf(!canRunAsNobody())(`the default directory${canRunAsNobody() ? ''
     }
   });
 
-  it('taken by another user, is refused with what to do, and PORTLEASE_STATE_DIR is the way out', () => {
+  it('taken by another user, falls back to a directory of the user’s own with a warning, and PORTLEASE_STATE_DIR still decides', () => {
     chmodSync(root, 0o1777);
-    // nobody creates root's directory first.
+    // nobody creates root's directory first, and a symlink for a second try.
     mkdirSync(join(root, 'portlease-0'), { mode: 0o700 });
     chownSync(join(root, 'portlease-0'), 65534, 65534);
-    const refused = claimAs('root', root);
-    expect(refused.status).toBe(1);
-    expect(refused.stdout).toBe('');
-    expect(refused.stderr).toContain('PORTLEASE_UNSAFE_STATE_DIR');
-    expect(refused.stderr).toContain(`${join(root, 'portlease-0')}: it is owned by uid 65534`);
-    expect(refused.stderr).toContain('PORTLEASE_STATE_DIR');
-    const elsewhere = claimAs('root', root, { PORTLEASE_STATE_DIR: join(root, 'mine') });
-    expect(elsewhere.stderr).toBe('');
-    expect(elsewhere.stdout).toMatch(/^\d+\n$/);
+    const runtime = join(root, 'run-0');
+    mkdirSync(runtime, { mode: 0o700 });
+    const fellBack = claimAs('root', root, { XDG_RUNTIME_DIR: runtime });
+    expect(fellBack.status).toBe(0);
+    expect(fellBack.stdout).toMatch(/^\d+\n$/);
+    expect(fellBack.stderr).toContain('PORTLEASE_STATE_DIR_TAKEN');
+    expect(fellBack.stderr).toContain(`${join(root, 'portlease-0')} is owned by uid 65534`);
+    expect(fellBack.stderr).toContain(`using ${join(runtime, 'portlease')} instead`);
+    expect(statSync(join(runtime, 'portlease')).mode & 0o777).toBe(0o700);
+    // Without a runtime directory or a home of its own: a directory of that process only.
+    const alone = claimAs('root', root, { XDG_RUNTIME_DIR: '' });
+    expect(alone.status).toBe(0);
+    expect(alone.stderr).toMatch(new RegExp(`using ${join(root, 'portlease-0-')}\\w+ instead`));
+    const chosen = claimAs('root', root, { PORTLEASE_STATE_DIR: join(root, 'mine') });
+    expect(chosen.stderr).toBe('');
+    expect(chosen.stdout).toMatch(/^\d+\n$/);
   });
 });

@@ -36,7 +36,7 @@ function readBoth(path: string): ClaimRecord[][] {
   const results: ClaimRecord[][] = [];
   for (const repair of [false, true]) {
     try {
-      results.push(new StateStore(path, false).load({ repair }).claims);
+      results.push(new StateStore(path).load({ repair }).claims);
     } catch (error) {
       // The only acceptable failure: a typed one (a newer format is refused, for one).
       expect(error).toBeInstanceOf(StateIoError);

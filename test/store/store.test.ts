@@ -167,7 +167,7 @@ describe('malformed records', () => {
 describe('StateStore', () => {
   it('appends one line per change and reads back the same claims in a fresh store', () => {
     const path = join(stateDir, 'state.jsonl');
-    const store = new StateStore(path, false);
+    const store = new StateStore(path);
     const state = store.load({ repair: true });
     state.claims.push(record(9000), record(9001));
     store.commit(state);
@@ -179,12 +179,12 @@ describe('StateStore', () => {
     expect(lines).toHaveLength(2); // the first commit wrote the snapshot, the second appended
     // The line names the generation and the state it follows (one accepted line before it).
     expect(JSON.parse(lines[1]!)).toMatchObject({ g: JSON.parse(lines[0]!).gen, at: 0, add: [record(9002)], drop: ['id9000:9000'] });
-    expect(new StateStore(path, false).load({ repair: true }).claims.map((claim) => claim.start)).toEqual([9001, 9002]);
+    expect(new StateStore(path).load({ repair: true }).claims.map((claim) => claim.start)).toEqual([9001, 9002]);
   });
 
   it('stores exactly the changes whatever the caller did to the array: dropped in the middle, reordered, added in between', () => {
     const path = join(stateDir, 'state.jsonl');
-    const store = new StateStore(path, false);
+    const store = new StateStore(path);
     const first = store.load({ repair: true });
     first.claims.push(record(9000), record(9001), record(9002), record(9003));
     store.commit(first);
@@ -200,7 +200,7 @@ describe('StateStore', () => {
       state.claims = change(state.claims);
       expected = state.claims.map((claim) => claim.start);
       expect(store.commit(state)).toBe(true);
-      const fresh = new StateStore(path, false).load({ repair: true }).claims.map((claim) => claim.start);
+      const fresh = new StateStore(path).load({ repair: true }).claims.map((claim) => claim.start);
       expect(fresh.sort()).toEqual([...expected].sort());
     }
     expect(expected.sort()).toEqual([9000, 9002, 9004, 9005]);
@@ -208,8 +208,8 @@ describe('StateStore', () => {
 
   it('sees what another store (process) appended or compacted since it last looked', () => {
     const path = join(stateDir, 'state.jsonl');
-    const mine = new StateStore(path, false);
-    const theirs = new StateStore(path, false);
+    const mine = new StateStore(path);
+    const theirs = new StateStore(path);
     const first = mine.load({ repair: true });
     first.claims.push(record(9000));
     mine.commit(first);
@@ -225,30 +225,30 @@ describe('StateStore', () => {
       theirs.commit(state);
     }
     expect(readFileSync(path, 'utf8').trimEnd().split('\n').length).toBeLessThan(400);
-    expect(mine.load({ repair: true }).claims).toEqual(new StateStore(path, false).load({ repair: true }).claims);
+    expect(mine.load({ repair: true }).claims).toEqual(new StateStore(path).load({ repair: true }).claims);
     expect(mine.load({ repair: true }).claims.find((claim) => claim.start === 9001)?.createdAt).toBe(399);
   });
 
   it('skips a line cut short by a crashed writer, keeping every committed change', () => {
     const path = join(stateDir, 'state.jsonl');
-    const store = new StateStore(path, false);
+    const store = new StateStore(path);
     const state = store.load({ repair: true });
     state.claims.push(record(9000));
     store.commit(state);
     // What a writer killed in the middle of its write leaves behind.
     appendFileSync(path, '{"add":[{"id":"torn","start":9001,"cou');
-    const fresh = new StateStore(path, false);
+    const fresh = new StateStore(path);
     expect(fresh.load({ repair: true }).claims.map((claim) => claim.start)).toEqual([9000]);
     const next = fresh.load({ repair: true });
     next.claims.push(record(9002));
     fresh.commit(next);
-    expect(new StateStore(path, false).load({ repair: true }).claims.map((claim) => claim.start)).toEqual([9000, 9002]);
+    expect(new StateStore(path).load({ repair: true }).claims.map((claim) => claim.start)).toEqual([9000, 9002]);
     expect(store.load({ repair: true }).claims.map((claim) => claim.start)).toEqual([9000, 9002]);
   });
 
   it('never applies a line cut one byte short (a whole JSON object without its newline), even once the next writer ends it', () => {
     const path = join(stateDir, 'state.jsonl');
-    const store = new StateStore(path, false);
+    const store = new StateStore(path);
     store.commit({ claims: [record(9000)] });
     const gen = (JSON.parse(readFileSync(path, 'utf8').split('\n')[0]!) as { gen: string }).gen;
     // A writer whose write stopped one byte short: the line is complete JSON, the newline missing.
@@ -257,12 +257,12 @@ describe('StateStore', () => {
     expect(next.claims.map((claim) => claim.start)).toEqual([9000]);
     next.claims.push(record(9002));
     expect(store.commit(next)).toBe(true);
-    expect(new StateStore(path, false).load({ repair: false }).claims.map((claim) => claim.start)).toEqual([9000, 9002]);
+    expect(new StateStore(path).load({ repair: false }).claims.map((claim) => claim.start)).toEqual([9000, 9002]);
   });
 
   it('writes a new snapshot when the boot changes', () => {
     const path = join(stateDir, 'state.jsonl');
-    const store = new StateStore(path, false);
+    const store = new StateStore(path);
     store.commit({ bootId: 'a', claims: [record(9000)] });
     const inode = statSync(path).ino;
     store.load({ repair: true });
@@ -275,9 +275,9 @@ describe('StateStore', () => {
     const path = join(stateDir, 'claims-once.jsonl');
     const warn = vi.spyOn(process, 'emitWarning').mockImplementation(() => undefined);
     writeFileSync(path, 'nope');
-    new StateStore(path, false).load({ repair: true });
+    new StateStore(path).load({ repair: true });
     writeFileSync(path, 'nope again');
-    new StateStore(path, false).load({ repair: true });
+    new StateStore(path).load({ repair: true });
     expect(warn).toHaveBeenCalledTimes(1);
     expect(warn.mock.calls[0]![1]).toMatchObject({ code: CORRUPT_STATE_WARNING });
   });
@@ -286,7 +286,7 @@ describe('StateStore', () => {
     'on a short append (file size limit), records nothing and raises PORTLEASE_STATE_IO',
     async () => {
       const path = statePaths(stateDir).stateFile;
-      const store = new StateStore(path, false);
+      const store = new StateStore(path);
       // A state file of exactly 1,000 bytes, of this boot, so the next claim appends: a header,
       // then a blank line as padding (readers skip lines that are not changes).
       const bootId = currentBootId();
@@ -312,7 +312,7 @@ describe('StateStore', () => {
       }
       // What was there is intact; the fragment is never read as a change, so the claim was never recorded.
       expect(readFileSync(path).subarray(0, 1000)).toEqual(before);
-      expect(new StateStore(path, false).load({ repair: false }).claims.map((stored) => stored.start)).toEqual([9000]);
+      expect(new StateStore(path).load({ repair: false }).claims.map((stored) => stored.start)).toEqual([9000]);
     },
   );
 
@@ -329,7 +329,7 @@ describe('StateStore', () => {
 
     it('keeps the old file intact, leaves no new generation behind and raises PORTLEASE_STATE_IO', () => {
       const path = join(disk, 'state.jsonl');
-      const store = new StateStore(path, false);
+      const store = new StateStore(path);
       expect(store.commit({ claims: [record(9000)] })).toBe(true);
       const before = readFileSync(path, 'utf8');
       // Fill the rest of the disk.
@@ -354,7 +354,7 @@ describe('StateStore', () => {
       expect(((caught as StateIoError).cause as NodeJS.ErrnoException).code).toBe('ENOSPC');
       expect(readFileSync(path, 'utf8')).toBe(before);
       expect(readdirSync(disk).sort()).toEqual(['filler', 'state.jsonl']);
-      expect(new StateStore(path, false).load({ repair: false }).claims).toEqual([record(9000)]);
+      expect(new StateStore(path).load({ repair: false }).claims).toEqual([record(9000)]);
     });
   });
 });

@@ -147,18 +147,23 @@ function spawnTrampoline(argv: readonly string[], sockets: readonly number[]): {
   return { child, exited: exitOf(child) };
 }
 
-/** The claim is made for the trampoline's PID, which becomes the command's. */
+/**
+ * The claim is made for portlease and shared with the trampoline's PID, which becomes the
+ * command's: portlease holds the ports' tokens itself, and a keeper holds them for the
+ * command, so they stay claimed against other users while either runs.
+ */
 async function startPlain({ argv, request, allocator }: ExecPlan): Promise<Started> {
   const { child, exited } = spawnTrampoline(argv, []);
   if (child.pid === undefined) await exited; // rejects with the spawn error
   const control = child.stdio[3] as Writable;
   control.on('error', () => {}); // the trampoline may be gone (killed); its exit tells the rest
   try {
-    const lease = await allocator.claim({ ...request, pid: child.pid! });
+    const lease = await allocator.claim({ ...request, pid: process.pid });
     try {
-      // portlease owns the ports too, so they stay claimed from the command's exit until
-      // nothing of its group runs: a claim of the command's PID alone is dead from that exit.
-      await allocator.share(lease.ports, child.pid!, process.pid);
+      // Both own the ports: a claim of the command's PID alone is dead from the command's exit,
+      // while processes of its group may still run; portlease's alone dies with a SIGKILLed
+      // portlease while the command runs on.
+      await allocator.share(lease.ports, process.pid, child.pid!);
     } catch (error) {
       await releaseQuietly(lease);
       throw error;

@@ -1,24 +1,9 @@
-import { readdirSync } from 'node:fs';
 import { errnoCode } from '../../base/fs.js';
-import { isExitedState, procShowsOwnPidNamespace, readProcStat } from '../../base/proc.js';
+import { liveProcessInGroup, procShowsOwnPidNamespace } from '../../base/proc.js';
 
 /** How often a wait for the group to empty looks again: soon at first, then once a second. */
 const FIRST_POLL_MS = 100;
 const MAX_POLL_MS = 1000;
-
-/**
- * Whether a process of group `pgid` that is not a zombie exists, from `/proc` (Linux). An
- * orphan that exited stays a zombie until PID 1 reaps it, and some container inits never
- * do, so a bare `kill(-pgid, 0)` would see it "running" forever.
- */
-function hasLiveMemberInProc(pgid: number): boolean {
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    const stat = readProcStat(Number(entry)); // undefined: exited meanwhile
-    if (stat !== undefined && stat.pgrp === pgid && !isExitedState(stat.state)) return true;
-  }
-  return false;
-}
 
 /**
  * The process group `exec` runs its command in: the command is its leader, and everything
@@ -63,7 +48,7 @@ export class CommandGroup {
     }
     if (process.platform !== 'linux' || !procShowsOwnPidNamespace()) return true;
     try {
-      return hasLiveMemberInProc(this.pgid);
+      return liveProcessInGroup(this.pgid);
     } catch {
       return true; // no readable /proc: trust kill()
     }
