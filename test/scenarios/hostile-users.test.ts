@@ -114,7 +114,6 @@ describe.skipIf(unavailable !== undefined)(`a hostile user${unavailable === unde
       spawnSync('rm', ['-rf', squatted]);
       plant(squatted, own);
       spawnSync('chown', ['-h', `${hostile.uid}:${hostile.gid}`, squatted]);
-      const before = snapshot(own);
       const base = await freeRunBase(40);
       const startAt = Date.now() + 2000;
       const claims = await Promise.all(
