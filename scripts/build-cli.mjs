@@ -3,7 +3,7 @@
 // Why: a shell job pays the CLI's start-up on every call. Node 20 starts a CommonJS file
 // without setting up its ES module loader, and one file is read and compiled once instead of
 // resolving a few dozen modules; the command also starts without graceful-fs (see the shim).
-// Measured (bench/cold.mjs): ~2.1x `node -e 0` for the ESM modules, ~1.4x for this bundle.
+// bench/cold.mjs measures the difference (figures in bench/RESULTS.md).
 import { chmodSync } from 'node:fs';
 import { join } from 'node:path';
 import { build } from 'esbuild';

@@ -5,8 +5,8 @@
 // resolves, reads and links, and for graceful-fs, which proper-lockfile loads as its default
 // fs and which patches Node's fs for the whole process when loaded. portlease always passes
 // an fs of its own, so graceful-fs is replaced by node:fs here, as in the CLI bundle (see
-// scripts/shims/). Measured (bench/cold.mjs, import + one claim in a fresh process): 1.88×
-// `node -e 0` with tsc's modules, 1.53× as this bundle; get-port takes 1.37×.
+// scripts/shims/). bench/cold.mjs measures import + one claim in a fresh process (figures in
+// bench/RESULTS.md).
 import { join } from 'node:path';
 import { build } from 'esbuild';
 import { licenceFooter } from './bundled-licences.mjs';

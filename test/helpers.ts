@@ -6,6 +6,7 @@ import { connect, createServer, isIP, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { tokensInUse } from '../src/ports/port-tokens.js';
 import { markLocalPorts } from '../src/ports/socket-table.js';
 import { type ClaimRecord, StateStore } from '../src/store/store.js';
 
@@ -63,13 +64,20 @@ function socketTablePorts(): Uint8Array {
 }
 
 /**
- * A port with `span` ports from it that are bindable on 0.0.0.0 and that no local socket
- * uses (a TIME_WAIT left by an earlier test would make the allocator skip it).
+ * A port with `span` ports from it that are bindable on 0.0.0.0, that no local socket uses
+ * (a TIME_WAIT left by an earlier test would make the allocator skip it) and whose port
+ * tokens nobody holds (a claim of a test file running at the same time, through another state
+ * directory). Each vitest worker draws from a band of its own, so that files running at once
+ * rarely meet.
  */
 export async function freeRunBase(span: number): Promise<number> {
   const inUse = socketTablePorts();
+  const tokens = tokensInUse().ports;
+  for (const port of tokens) inUse[port] = 1;
+  const worker = Number(process.env.VITEST_POOL_ID ?? 1) || 1;
+  const band = 4000;
   for (let attempt = 0; attempt < 50; attempt++) {
-    const base = 20_000 + Math.floor(Math.random() * 8000);
+    const base = 20_000 + ((worker - 1) % 4) * band + Math.floor(Math.random() * (band - span));
     if (Array.from({ length: span + 1 }, (_, i) => inUse[base + i]).some(Boolean)) continue;
     const checks = await Promise.all(Array.from({ length: span }, (_, i) => canBind(base + i)));
     if (checks.every(Boolean)) return base;

@@ -149,7 +149,8 @@ export class PortAllocator {
       // is never held across a socket round trip.
       let tokens: PortTokens | undefined;
       try {
-        let taken = await this.tokens.take(tentative);
+        let taken = this.tokens.take(tentative);
+        if (taken instanceof Promise) taken = await taken;
         // A keeper of this directory may still hold the tokens of a claim whose owner just died.
         if (taken.kind === 'taken' && !swept) {
           swept = true;
@@ -164,7 +165,8 @@ export class PortAllocator {
         else warnNoTokens(taken.reason);
         const busyPorts = await findBusyPorts(claimedPorts(tentative), request.host, request.protocol);
         if (busyPorts.length === 0) {
-          if (tokens !== undefined) await this.tokens.keep(tentative, tokens);
+          const keeping = tokens === undefined ? undefined : this.tokens.keep(tentative, tokens);
+          if (keeping !== undefined) await keeping;
           return this.own.handOut(tentative, releasedAtExit);
         }
         tokens?.close();
@@ -220,7 +222,8 @@ export class PortAllocator {
     const matchesPid = (claim: ClaimRecord): boolean => pids === undefined || (pids.has(claim.pid) && !OwnerLiveness.isForeign(claim));
     const matches = (claim: ClaimRecord): boolean => matchesPid(claim) && (filter.label === undefined || claim.label === filter.label);
     const { released, removed } = await this.transactions.run((state) => releasePorts(state, matches, ports));
-    await this.tokens.letGo(removed);
+    const stopping = this.tokens.letGo(removed);
+    if (stopping !== undefined) await stopping;
     return released;
   }
 

@@ -3,7 +3,9 @@
  * block on a FIFO or device planted where a regular file is expected.
  */
 import { closeSync, constants, fstatSync, openSync, readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
+import { StateIoError } from './errors.js';
 import { randomToken } from './random.js';
+import { debugLetGo } from './debug.js';
 
 /** The `code` of a system error, if any. */
 export function errnoCode(error: unknown): string | undefined {
@@ -28,8 +30,9 @@ export const NEW_FILE_FLAGS =
 export function closeQuietly(fd: number): void {
   try {
     closeSync(fd);
-  } catch {
+  } catch (error) {
     // Nothing more to do with it.
+    debugLetGo('base/fs', error);
   }
 }
 
@@ -37,8 +40,9 @@ export function closeQuietly(fd: number): void {
 export function unlinkQuietly(path: string): void {
   try {
     unlinkSync(path);
-  } catch {
+  } catch (error) {
     // Already gone, or not ours to remove (a sticky directory): nothing to do.
+    debugLetGo('base/fs', error);
   }
 }
 
@@ -50,7 +54,9 @@ export function readRegularFile(path: string, maxBytes: number, flags: number = 
   const fd = openSync(path, flags);
   try {
     const stats = fstatSync(fd);
-    if (!stats.isFile() || stats.size > maxBytes) throw new Error(`${path} is not a regular file of at most ${maxBytes} bytes`);
+    if (!stats.isFile() || stats.size > maxBytes) {
+      throw new StateIoError(`${path} is not a regular file of at most ${maxBytes} bytes; remove it, portlease makes it anew.`, undefined);
+    }
     return readFileSync(fd);
   } finally {
     closeQuietly(fd);

@@ -5,6 +5,7 @@
  */
 import { closeSync, openSync, readdirSync, readFileSync, readlinkSync, readSync } from 'node:fs';
 import { processCache } from './process-state.js';
+import { debugLetGo } from './debug.js';
 
 const hasProcfs = process.platform === 'linux';
 
@@ -78,8 +79,9 @@ function namespaceInode(kind: 'pid' | 'net'): string | undefined {
   if (!hasProcfs) return undefined;
   try {
     return new RegExp(`^${kind}:\\[(\\d+)\\]$`).exec(readlinkSync(`/proc/self/ns/${kind}`))?.[1];
-  } catch {
+  } catch (error) {
     // /proc not mounted, or the link hidden: no namespace to tell.
+    debugLetGo('base/proc', error);
     return undefined;
   }
 }
@@ -114,8 +116,9 @@ export function currentBootId(): string | undefined {
     if (!hasProcfs) return undefined;
     try {
       return readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim() || undefined;
-    } catch {
+    } catch (error) {
       // /proc not mounted (some containers): fall back to PID liveness.
+      debugLetGo('base/proc', error);
       return undefined;
     }
   });
@@ -172,8 +175,9 @@ export function inheritableFds(): number[] {
     try {
       const flags = /^flags:\s*([0-7]+)/m.exec(readFileSync(`/proc/self/fdinfo/${fd}`, 'latin1'))?.[1];
       if (flags !== undefined && (Number.parseInt(flags, 8) & O_CLOEXEC) === 0) fds.push(fd);
-    } catch {
+    } catch (error) {
       // Closed meanwhile (the descriptor of the readdir itself).
+      debugLetGo('base/proc', error);
     }
   }
   return fds;

@@ -94,7 +94,12 @@ export function processSlot<T>(key: string, create: () => T, dispose?: (value: T
  * shows) and forgotten by {@link resetProcessState}.
  */
 export function processCache<T>(key: string, compute: () => T): T {
-  return processSlot(`cache.${key}`, compute);
+  // One slot for every cache: a lookup per call, on hot paths, and no key to build.
+  const caches = processSlot('caches.v1', () => new Map<string, unknown>());
+  if (caches.has(key)) return caches.get(key) as T;
+  const value = compute();
+  caches.set(key, value);
+  return value;
 }
 
 /** Forgets everything process-wide (the exit hook and every slot included); for tests. */

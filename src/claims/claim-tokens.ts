@@ -5,7 +5,7 @@
  * the state file. Tokens are what keeps the claims of other users and other state directories
  * of the network namespace off these ports; the state file keeps this directory's.
  */
-import { processSlot } from '../base/process-state.js';
+import { processCache, processSlot } from '../base/process-state.js';
 import { userName } from '../base/users.js';
 import { STATE_FILE_MODE, type StatePaths } from '../store/state-dir.js';
 import type { ClaimRecord } from '../store/format.js';
@@ -36,8 +36,8 @@ export class ClaimTokens {
   }
 
   /** Takes the tokens of a claim just recorded: all of them, or none (see {@link takeTokens}). */
-  take(claim: ClaimRecord): Promise<TakenTokens> {
-    const uid = process.getuid?.() ?? 0;
+  take(claim: ClaimRecord): TakenTokens | Promise<TakenTokens> {
+    const uid = processCache('uid', () => process.getuid?.() ?? 0);
     return takeTokens(claimedPorts(claim), { uid, start: claim.start, count: claim.count, pid: claim.pid, label: claim.label });
   }
 
@@ -46,16 +46,12 @@ export class ClaimTokens {
    * process, else hands them to a keeper that holds them for the claim's owner or TTL (and
    * lets go of this process's copies).
    */
-  async keep(claim: ClaimRecord, tokens: PortTokens): Promise<void> {
+  keep(claim: ClaimRecord, tokens: PortTokens): Promise<void> | undefined {
     if (endsWithThisProcess(claim)) {
       heldHere().set(claim.id, tokens);
-      return;
+      return undefined;
     }
-    try {
-      await this.startKeeper(claim, tokens);
-    } finally {
-      tokens.close();
-    }
+    return this.startKeeper(claim, tokens).finally(() => tokens.close());
   }
 
   /**
@@ -76,7 +72,7 @@ export class ClaimTokens {
    * of those that went whole. A keeper holds a claim whole: ports given back from a claim that
    * stays stay held against other users until the claim ends.
    */
-  async letGo(released: Iterable<RemovedPorts>): Promise<void> {
+  letGo(released: Iterable<RemovedPorts>): Promise<unknown> | undefined {
     const held = heldHere();
     const stops: Promise<void>[] = [];
     for (const { id, ports, whole } of released) {
@@ -88,7 +84,7 @@ export class ClaimTokens {
         stops.push(stopKeeper(this.paths.keeperDir, id));
       }
     }
-    await Promise.all(stops);
+    return stops.length === 0 ? undefined : Promise.all(stops);
   }
 
   /**

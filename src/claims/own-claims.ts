@@ -9,7 +9,8 @@ import type { ChangeOutcome, StateTransactions } from '../store/transaction.js';
 import type { ClaimTokens } from './claim-tokens.js';
 import { toLease, type Lease } from './lease.js';
 import { isReleasedAtExit } from './new-claim.js';
-import { removePorts, type RemovedPorts } from './search.js';
+import { claimedPorts, removePorts, type RemovedPorts } from './search.js';
+import { debugLetGo } from '../base/debug.js';
 
 /** Drops the claims `drop` picks: one change whose result is how many went. */
 export function dropWhere(state: StateData, drop: (claim: ClaimRecord) => boolean): ChangeOutcome<number> {
@@ -28,6 +29,20 @@ export function releasePorts(
   const { kept, released, removed } = removePorts(state.claims, matches, ports);
   if (released.length > 0) state.claims = kept.map(freezeRecord);
   return { changed: released.length > 0, result: { released, removed } };
+}
+
+/** Removes every record of the claims `ids` names: the released ports, and what went (each claim whole). */
+export function releaseClaims(state: StateData, ids: ReadonlySet<string>): ChangeOutcome<{ released: number[]; removed: RemovedPorts[] }> {
+  const released: number[] = [];
+  const removed: RemovedPorts[] = [];
+  state.claims = state.claims.filter((claim) => {
+    if (!ids.has(claim.id)) return true;
+    const ports = claimedPorts(claim);
+    released.push(...ports);
+    removed.push({ id: claim.id, ports, whole: true });
+    return false;
+  });
+  return { changed: removed.length > 0, result: { released, removed } };
 }
 
 /** The claims of one allocator instance, for this process. */
@@ -83,19 +98,21 @@ export class OwnClaims {
   async dropQuietly(id: string): Promise<void> {
     try {
       await this.release(new Set([id]));
-    } catch {
+    } catch (error) {
       // The claim stays until its owner exits and it is reaped.
+      debugLetGo('claims/own-claims', error);
     }
   }
 
   /** Gives back the claims with these ids, in one change, and then their tokens. */
   private async release(ids: ReadonlySet<string>): Promise<number[]> {
     if (ids.size === 0) return [];
-    const { released, removed } = await this.transactions.run((state) => releasePorts(state, (claim) => ids.has(claim.id), undefined));
+    const { released, removed } = await this.transactions.run((state) => releaseClaims(state, ids));
     // Forgotten by the exit handler only once given back: a release that failed (a lock
     // timeout) is tried again at exit.
     this.forget(ids);
-    await this.tokens.letGo(removed);
+    const stopping = this.tokens.letGo(removed);
+    if (stopping !== undefined) await stopping;
     return released;
   }
 

@@ -1,6 +1,7 @@
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { basename } from 'node:path';
 import { procShowsOwnPidNamespace, readProcStat } from '../base/proc.js';
+import { debugLetGo } from '../base/debug.js';
 
 /** One process of the tree, as far as the owner rule needs it. */
 export interface ProcessEntry {
@@ -66,8 +67,9 @@ function pipesOpenForReading(pid: number): string[] {
       const flags = /^flags:\s*([0-7]+)/m.exec(readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'latin1'))?.[1];
       // The access mode is the low two bits: 0 is O_RDONLY.
       if (flags !== undefined && (Number.parseInt(flags, 8) & 3) === 0) pipes.push(target);
-    } catch {
+    } catch (error) {
       // closed meanwhile
+      debugLetGo('cli/owner', error);
     }
   }
   return pipes;

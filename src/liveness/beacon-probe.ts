@@ -3,6 +3,7 @@ import { connect } from 'node:net';
 import { join, resolve } from 'node:path';
 import { unlinkQuietly } from '../base/fs.js';
 import { fitsSunPath, isBeaconName, ownBeaconNames, SUN_PATH_SIZE } from './owner-beacon.js';
+import { debugLetGo } from '../base/debug.js';
 
 /**
  * What a probe of an owner beacon (see `owner-beacon.ts`) found:
@@ -84,8 +85,9 @@ export async function probeBeacons(dir: string, names: readonly string[], timeou
   let dirExists = false;
   try {
     dirExists = lstatSync(absoluteDir).isDirectory();
-  } catch {
+  } catch (error) {
     // Reported below: every beacon unknown.
+    debugLetGo('liveness/beacon-probe', error);
   }
   // Without the directory, a missing socket says nothing about its owner.
   if (!dirExists || SUN_PATH_SIZE[process.platform] === undefined) {
@@ -99,8 +101,9 @@ export async function probeBeacons(dir: string, names: readonly string[], timeou
       let state: BeaconState = 'unknown';
       try {
         state = await probeOne(absoluteDir, name, timeoutMs);
-      } catch {
+      } catch (error) {
         // One unreadable beacon must not fail the others.
+        debugLetGo('liveness/beacon-probe', error);
       }
       states.set(name, state);
     }

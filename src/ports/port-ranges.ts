@@ -1,6 +1,8 @@
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { processCache } from '../base/process-state.js';
 import { formatRanges, isPortRange, MAX_PORT, mergeRanges, type PortRange } from '../base/port-numbers.js';
+import { debugLetGo } from '../base/debug.js';
 
 /** The IANA dynamic/private range, used where the OS does not tell its own. */
 export const IANA_EPHEMERAL_RANGE: PortRange = [49152, 65535];
@@ -52,18 +54,16 @@ export function readEphemeralRange(sources: EphemeralRangeSources = systemSource
     if (sources.platform === 'darwin' || sources.platform === 'freebsd') {
       return toRange(sources.sysctl(['net.inet.ip.portrange.first', 'net.inet.ip.portrange.last'])) ?? IANA_EPHEMERAL_RANGE;
     }
-  } catch {
+  } catch (error) {
     // No /proc (some containers), no sysctl on PATH: the IANA range is the documented default.
+    debugLetGo('ports/port-ranges', error);
   }
   return IANA_EPHEMERAL_RANGE;
 }
 
-let cachedEphemeralRange: PortRange | undefined;
-
 /** {@link readEphemeralRange} for this machine, read once per process (macOS spawns `sysctl`). */
 export function systemEphemeralRange(): PortRange {
-  cachedEphemeralRange ??= readEphemeralRange();
-  return cachedEphemeralRange;
+  return processCache('ephemeral-range', () => readEphemeralRange());
 }
 
 /** What a claim skips before probing anything, and why. */

@@ -18,7 +18,7 @@
  * directory (docs/design.md, "The scope of a claim").
  */
 import { readFileSync } from 'node:fs';
-import { Server } from 'node:net';
+import { Server, type Socket } from 'node:net';
 import { isResourceExhaustion, ResourcesExhaustedError } from '../base/errors.js';
 import { isPort, isPortRun } from '../base/port-numbers.js';
 
@@ -42,9 +42,16 @@ function abstractName(name: string): string {
   return `\0${name}${FILLER.repeat(Math.max(0, NAME_BYTES - Buffer.byteLength(name)))}`;
 }
 
+const tokenNames = new Map<number, string>();
+
 /** The abstract socket name of `port`'s token (with its leading NUL): `portlease/v1/port/<port>` filled with `~`. */
 export function tokenName(port: number): string {
-  return abstractName(`${TOKEN_PREFIX}${port}`);
+  let name = tokenNames.get(port);
+  if (name === undefined) {
+    name = abstractName(`${TOKEN_PREFIX}${port}`);
+    tokenNames.set(port, name);
+  }
+  return name;
 }
 
 /** What a claim says about itself to other users, in the name next to its tokens. */
@@ -68,35 +75,43 @@ export function descriptionName(claim: ClaimDescription): string {
 
 const noop = (): void => {};
 
-/** Binds `name`; resolves to the server, or to the bind's error code. */
-function bindName(name: string): Promise<Server | NodeJS.ErrnoException> {
-  return new Promise((resolve) => {
-    // Nobody has a reason to connect: whatever does is dropped at once.
-    const server = new Server({ pauseOnConnect: true }, (socket) => socket.destroy());
-    const onError = (error: NodeJS.ErrnoException): void => {
-      server.close();
-      resolve(error);
-    };
-    server.once('error', onError);
-    // exclusive: a cluster worker would otherwise ask its primary to bind.
-    server.listen({ path: name, exclusive: true }, () => {
-      server.off('error', onError);
-      // Errors after the bind (an accept failing for lack of descriptors) must not crash the holder.
-      server.on('error', noop);
-      server.unref();
-      resolve(server);
-    });
-  });
+/**
+ * Binds `name`: the server, or the bind's error. Node binds a pipe synchronously inside
+ * `listen()` and reports only an error on a later tick, so a success costs no turn of the
+ * event loop; only a failure is waited for, to learn its code.
+ */
+function bindName(name: string): Server | Promise<NodeJS.ErrnoException> {
+  const server = new Server({ pauseOnConnect: true }, dropConnection);
+  // exclusive: a cluster worker would otherwise ask its primary to bind.
+  server.listen({ path: name, exclusive: true });
+  if (!server.listening) {
+    // The error is emitted on a later tick: listening for it now is in time.
+    const failed = new Promise<NodeJS.ErrnoException>((resolve) => server.once('error', resolve));
+    server.close();
+    return failed;
+  }
+  // Errors after the bind (an accept failing for lack of descriptors) must not crash the holder.
+  server.on('error', noop);
+  server.unref();
+  return server;
+}
+
+/** Nobody has a reason to connect to a token: whatever does is dropped at once. */
+function dropConnection(socket: Socket): void {
+  socket.destroy();
 }
 
 /** The tokens (and description) one process holds for one claim, or for part of it. */
 export class PortTokens {
   private readonly servers: Map<number, Server>;
+  private readonly describing: ClaimDescription | undefined;
   private description: Server | undefined;
+  private pending: NodeJS.Immediate | undefined;
 
-  constructor(servers: Map<number, Server>, description: Server | undefined) {
+  /** @param describing - what the description name says, bound a moment later (see {@link describeSoon}). */
+  constructor(servers: Map<number, Server>, describing: ClaimDescription | undefined) {
     this.servers = servers;
-    this.description = description;
+    this.describing = describing;
   }
 
   /** The ports whose tokens are held here, ascending. */
@@ -105,10 +120,31 @@ export class PortTokens {
   }
 
   /**
-   * The descriptors of the sockets (tokens first, then the description if any), to hand to a
-   * process that holds them on (see claims/keeper.ts); this process keeps its own copies.
+   * Binds the description once the claim outlives the current turn of the event loop: it is
+   * for other users' listings, and a claim given back at once (a probe's retry, a hot loop)
+   * need not pay for it.
+   */
+  describeSoon(): void {
+    if (this.describing === undefined || this.pending !== undefined || this.description !== undefined) return;
+    this.pending = setImmediate(() => this.describeNow());
+    this.pending.unref();
+  }
+
+  /** Binds the description now (best effort: a name someone else bound first leaves the claim undescribed). */
+  describeNow(): void {
+    if (this.pending !== undefined) clearImmediate(this.pending);
+    this.pending = undefined;
+    if (this.describing === undefined || this.description !== undefined || this.servers.size === 0) return;
+    const outcome = bindName(descriptionName(this.describing));
+    if (outcome instanceof Server) this.description = outcome;
+  }
+
+  /**
+   * The descriptors of the sockets (tokens first, then the description), to hand to a process
+   * that holds them on (see claims/keeper.ts); this process keeps its own copies.
    */
   fds(): number[] {
+    this.describeNow();
     const servers = [...this.servers.values(), ...(this.description === undefined ? [] : [this.description])];
     return servers.map((server) => (server as unknown as { _handle: { fd: number } })._handle.fd);
   }
@@ -123,6 +159,8 @@ export class PortTokens {
       this.servers.delete(port);
     }
     if (this.servers.size === 0) {
+      if (this.pending !== undefined) clearImmediate(this.pending);
+      this.pending = undefined;
       this.description?.close();
       this.description = undefined;
     }
@@ -140,35 +178,38 @@ export type TakenTokens =
 
 /**
  * Binds the token of every port of `ports`, and the description of the claim when given.
- * All or nothing: when any token is held elsewhere, the ones bound are let go again.
+ * All or nothing: when any token is held elsewhere, the ones bound are let go again. A
+ * success is answered synchronously (a bind is), a failure once its cause is known.
  *
  * @throws {ResourcesExhaustedError} when the process or the system is out of descriptors.
  */
-export async function takeTokens(ports: readonly number[], description?: ClaimDescription): Promise<TakenTokens> {
+export function takeTokens(ports: readonly number[], description?: ClaimDescription): TakenTokens | Promise<TakenTokens> {
   if (!hasPortTokens) return { kind: 'unavailable', reason: `${process.platform} has no abstract socket names` };
-  const outcomes = await Promise.all(ports.map((port) => bindName(tokenName(port))));
+  const bound = ports.map((port) => bindName(tokenName(port)));
   const servers = new Map<number, Server>();
-  const taken: number[] = [];
-  let failure: NodeJS.ErrnoException | undefined;
-  outcomes.forEach((outcome, index) => {
+  const failures: Array<{ port: number; error: Promise<NodeJS.ErrnoException> }> = [];
+  bound.forEach((outcome, index) => {
     if (outcome instanceof Server) servers.set(ports[index]!, outcome);
-    else if (outcome.code === 'EADDRINUSE') taken.push(ports[index]!);
-    // The bind's message names the socket: a page of filler, of no use to anyone reading it.
-    else failure ??= Object.assign(outcome, { message: outcome.message.replace(/[\0\s]*portlease\/v1\/\S*/, '') });
+    else failures.push({ port: ports[index]!, error: outcome });
   });
-  if (taken.length > 0 || failure !== undefined) {
-    for (const server of servers.values()) server.close();
-    if (failure !== undefined && isResourceExhaustion(failure)) throw new ResourcesExhaustedError(failure, 'hold port tokens');
-    if (failure !== undefined) return { kind: 'unavailable', reason: `${failure.code ?? ''} ${failure.message}`.trim() };
-    return { kind: 'taken', ports: taken };
+  if (failures.length === 0) {
+    const tokens = new PortTokens(servers, description);
+    tokens.describeSoon();
+    return { kind: 'held', tokens };
   }
-  let describing: Server | undefined;
-  if (description !== undefined) {
-    const outcome = await bindName(descriptionName(description));
-    // Best effort: a name someone else bound first only leaves the claim undescribed.
-    if (outcome instanceof Server) describing = outcome;
-  }
-  return { kind: 'held', tokens: new PortTokens(servers, describing) };
+  for (const server of servers.values()) server.close();
+  return whyNotTaken(failures);
+}
+
+/** What failed binds mean: taken elsewhere, or tokens unavailable here (out of descriptors: thrown). */
+async function whyNotTaken(failures: ReadonlyArray<{ port: number; error: Promise<NodeJS.ErrnoException> }>): Promise<TakenTokens> {
+  const errors = await Promise.all(failures.map(async ({ port, error }) => ({ port, error: await error })));
+  const failure = errors.find(({ error }) => error.code !== 'EADDRINUSE')?.error;
+  if (failure === undefined) return { kind: 'taken', ports: errors.map(({ port }) => port) };
+  // The bind's message names the socket: a page of filler, of no use to anyone reading it.
+  failure.message = failure.message.replace(/[\0\s]*portlease\/v1\/\S*/, '');
+  if (isResourceExhaustion(failure)) throw new ResourcesExhaustedError(failure, 'hold port tokens');
+  return { kind: 'unavailable', reason: `${failure.code ?? ''} ${failure.message}`.trim() };
 }
 
 /** A claim of this network namespace, as its holder describes it (see {@link descriptionName}). */

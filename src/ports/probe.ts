@@ -1,4 +1,5 @@
 import { createServer, isIP } from 'node:net';
+import { processSlot } from '../base/process-state.js';
 import { HostUnavailableError, isResourceExhaustion, ResourcesExhaustedError } from '../base/errors.js';
 import type { Protocol } from '../options/options.js';
 
@@ -36,7 +37,7 @@ function classify(error: NodeJS.ErrnoException): BindOutcome {
 /**
  * Listen options for one probe bind. The dual-stack wildcard is asked for without a host:
  * libuv then binds `::` with IPV6_V6ONLY off (falling back to `0.0.0.0` without IPv6),
- * while any host makes Node load its DNS module first (~10 ms of a cold start, even for an
+ * while any host makes Node load its DNS module first (a visible part of a cold start, even for an
  * IP literal).
  */
 function listenOptions(
@@ -112,7 +113,10 @@ export function probeAddresses(address: string, stack: AddressStack): ProbeAddre
   return [own, ...wildcards.filter((wildcard) => wildcard.address !== address)];
 }
 
-let stackDetection: Promise<AddressStack> | undefined;
+// Process state: found once per process, whichever copy of portlease asks first.
+function stackDetection(): { pending: Promise<AddressStack> | undefined } {
+  return processSlot('address-stack.v1', () => ({ pending: undefined }));
+}
 
 // Where libuv's dual-stack sockets (IPV6_V6ONLY cleared) are known to work.
 const DUAL_STACK_PLATFORMS = new Set(['linux', 'darwin', 'win32']);
@@ -126,7 +130,7 @@ async function detectStack(): Promise<AddressStack> {
       try {
         resolve(classify(error));
       } catch (resourceError) {
-        stackDetection = undefined; // not an answer about the machine: detect again next time
+        stackDetection().pending = undefined; // not an answer about the machine: detect again next time
         reject(resourceError);
       }
     });
@@ -150,8 +154,9 @@ async function detectStack(): Promise<AddressStack> {
 
 /** How this machine's families share ports; found once per process by two binds on a kernel-chosen port. */
 export function addressStack(): Promise<AddressStack> {
-  stackDetection ??= detectStack();
-  return stackDetection;
+  const detection = stackDetection();
+  detection.pending ??= detectStack();
+  return detection.pending;
 }
 
 async function resolveAddress(host: string): Promise<string> {

@@ -1,6 +1,8 @@
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { processCache } from '../base/process-state.js';
 import { isPortRange, mergeRanges, type PortRange } from '../base/port-numbers.js';
+import { debugLetGo } from '../base/debug.js';
 
 /** Ports the operating system keeps for others, and where that list came from. */
 export interface ReservedPorts {
@@ -83,16 +85,14 @@ export function readReservedPorts(sources: ReservedPortSources = systemSources):
     if (sources.platform === 'win32') {
       return { ranges: parseNetshExcludedPorts(sources.netsh()), source: 'Windows excluded port ranges' };
     }
-  } catch {
+  } catch (error) {
     // No /proc (some containers), netsh missing or failing: the bind probe still decides.
+    debugLetGo('ports/reserved-ports', error);
   }
   return { ranges: [], source: 'reserved ports' };
 }
 
-let cached: ReservedPorts | undefined;
-
 /** {@link readReservedPorts} for this machine, read once per process (on Windows it spawns `netsh`). */
 export function systemReservedPorts(): ReservedPorts {
-  cached ??= readReservedPorts();
-  return cached;
+  return processCache('reserved-ports', () => readReservedPorts());
 }

@@ -1,6 +1,7 @@
 import { closeSync, openSync, readFileSync, readSync } from 'node:fs';
 import { readRegularFile, replaceFile } from '../base/fs.js';
 import { currentNetworkNamespace } from '../base/proc.js';
+import { debugLetGo } from '../base/debug.js';
 
 /** Where {@link SocketTable} reads from; a seam for tests and for platforms without `/proc/net`. */
 export interface SocketTableSource {
@@ -66,8 +67,9 @@ export const procNetSource: SocketTableSource = {
     for (const path of ['/proc/net/tcp', '/proc/net/tcp6']) {
       try {
         tables.push(readFileSync(path, 'latin1'));
-      } catch {
+      } catch (error) {
         // tcp6 is missing without IPv6; a missing table has no sockets to report.
+        debugLetGo('ports/socket-table', error);
       }
     }
     return tables;
@@ -110,7 +112,7 @@ export function markLocalPorts(table: string, ports: Uint8Array, marked?: number
  * An active open (an outgoing connection) gets its local port from the kernel's ephemeral
  * range, so it only counts for a search that may hand out ports of that range (`'all'`).
  * Counting outgoing connections too would make every claim on a machine full of clients
- * walk the kernel's table (1–30 ms).
+ * walk the kernel's table (see bench/RESULTS.md).
  */
 export type OpensThatMatter = 'passive' | 'all';
 
@@ -123,7 +125,7 @@ export interface SocketTableOptions {
   /**
    * A file through which processes share the parsed table (in the state directory): a
    * fresh process whose signal matches reads a few bytes instead of making the kernel walk
-   * its connection table (~11 ms here), which matters when many processes start at once.
+   * its connection table, which matters when many processes start at once.
    */
   cacheFile?: string | undefined;
   /** Mode of the cache file. */
@@ -186,8 +188,7 @@ export class SocketTable {
   private readonly cacheFile: string | undefined;
   private readonly cacheFileMode: number;
   private cached: { signal: string; at: number; ports: Uint8Array } | undefined;
-  /** How many times the full tables were read (for tests and benchmarks). */
-  reads = 0;
+  private tableReads = 0;
 
   constructor(options: SocketTableOptions = {}) {
     this.source = options.source ?? procNetSource;
@@ -195,6 +196,11 @@ export class SocketTable {
     this.now = options.now ?? Date.now;
     this.cacheFile = options.cacheFile;
     this.cacheFileMode = options.cacheFileMode ?? 0o600;
+  }
+
+  /** How many times the full tables were read (for tests and benchmarks). */
+  get reads(): number {
+    return this.tableReads;
   }
 
   /**
@@ -208,10 +214,10 @@ export class SocketTable {
     const now = this.now();
     const ports = new Uint8Array(65536);
     // The list is what the shared file holds; collected while parsing rather than by a
-    // pass over all 65,536 entries, which a fresh process runs as cold code (~6 ms).
+    // pass over all 65,536 entries, which a fresh process would run as cold code.
     const marked: number[] = [];
     for (const table of this.source.tables()) markLocalPorts(table, ports, marked);
-    this.reads++;
+    this.tableReads++;
     this.cached = { signal, at: now, ports };
     this.writeShared(this.cached, marked);
     return ports;
@@ -250,8 +256,9 @@ export class SocketTable {
     try {
       // Never through a planted name: a FIFO, or a symlink to another file (see replaceFile).
       replaceFile(this.cacheFile, JSON.stringify({ signal: cached.signal, at: cached.at, ports }), this.cacheFileMode);
-    } catch {
+    } catch (error) {
       // Only an optimization: the next process reads the tables itself.
+      debugLetGo('ports/socket-table', error);
     }
   }
 }

@@ -15,6 +15,7 @@ import type { StateData } from '../store/format.js';
 import type { QueueService } from '../store/transaction.js';
 import type { ClaimQueue, QueuedFile } from './queue-dir.js';
 import { BREAK_MARGIN_MS, parseRequest, type QueuedRequest } from './request.js';
+import { debugLetGo } from '../base/debug.js';
 
 /** What a holder needs to record others' claims as they would. */
 export interface QueueServerContext {
@@ -67,8 +68,9 @@ export class QueueServer implements QueueService {
         recordNewClaim(state, search, undefined, parsed.request.id);
         recorded.add(parsed.request.id);
         changed = true;
-      } catch {
+      } catch (error) {
         // No run fits: its owner searches again itself, and gets the error from its own search.
+        debugLetGo('queue/holder', error);
       }
     }
     return { changed, settle: () => this.queue.settle(files as readonly QueuedFile[]) };

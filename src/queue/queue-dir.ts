@@ -28,6 +28,7 @@ import type { LockWaiter } from '../store/lock.js';
 import { pausePoint } from '../base/pause-points.js';
 import { errnoCode, NEW_FILE_FLAGS, READ_NO_FOLLOW_FLAGS, unlinkQuietly } from '../base/fs.js';
 import { randomToken } from '../base/random.js';
+import { debugLetGo } from '../base/debug.js';
 
 /** What a queued request file holds: opaque to the queue, checked by whoever serves it. */
 export interface QueuedFile {
@@ -162,8 +163,9 @@ export class ClaimQueue {
       try {
         // lutimes: a symlink planted as a request is touched itself, never what it points to.
         lutimesSync(join(this.dir, name), now, now);
-      } catch {
+      } catch (error) {
         // Withdrawn meanwhile, or not ours to touch: its owner retries by itself.
+        debugLetGo('queue/queue-dir', error);
       }
     }
   }
@@ -194,8 +196,9 @@ export class ClaimQueue {
   private removeIfLeftOver(path: string): void {
     try {
       if (Date.now() - lstatSync(path).mtimeMs > LEFTOVER_MS) unlinkQuietly(path);
-    } catch {
+    } catch (error) {
       // Renamed or removed meanwhile.
+      debugLetGo('queue/queue-dir', error);
     }
   }
 

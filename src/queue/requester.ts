@@ -12,6 +12,7 @@ import type { ClaimRecord } from '../store/format.js';
 import type { StateChange, StateTransactions } from '../store/transaction.js';
 import { type ClaimQueue, QueueWaiter } from './queue-dir.js';
 import { BREAK_MARGIN_MS, queuedRequest } from './request.js';
+import { debugLetGo } from '../base/debug.js';
 
 /** What {@link recordFirstClaim} needs of its allocator. */
 export interface QueueingContext {
@@ -76,8 +77,9 @@ export async function recordFirstClaim(
     let served: ClaimRecord | undefined;
     try {
       served = recorded();
-    } catch {
+    } catch (error) {
       // The first error says more.
+      debugLetGo('queue/requester', error);
     }
     if (served === undefined) throw error;
     return served;

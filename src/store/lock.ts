@@ -4,6 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import lockfile from 'proper-lockfile';
 import { LockTimeoutError, STATE_IO_ADVICE, StateIoError } from '../base/errors.js';
 import { errnoCode } from '../base/fs.js';
+import { warnOnce } from '../base/warnings.js';
 
 /** Settings of a {@link StateLock}. */
 export interface LockSettings {
@@ -53,13 +54,10 @@ const NEVER_STALE_MS = 2 ** 30;
 // See StateLock.isAncient.
 const ANCIENT_LOCK_MS = 60_000;
 
-const compromisedWarnings = new Set<string>();
 function warnCompromised(lockPath: string, error: Error): void {
   // The default handler throws from a timer and kills the host process; a warning is
   // enough, since every write is fenced in the state file itself.
-  if (compromisedWarnings.has(lockPath)) return;
-  compromisedWarnings.add(lockPath);
-  process.emitWarning(`portlease: lock ${lockPath} was compromised: ${error.message}`, { code: 'PORTLEASE_LOCK_COMPROMISED' });
+  warnOnce(`lock-compromised:${lockPath}`, `portlease: lock ${lockPath} was compromised: ${error.message}`, 'PORTLEASE_LOCK_COMPROMISED');
 }
 
 /** A waiter that the holder can wake, or serve without handing it the lock (see src/queue/). */

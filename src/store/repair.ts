@@ -6,14 +6,13 @@
 import { renameSync, type Stats, statSync, writeFileSync } from 'node:fs';
 import { STATE_IO_ADVICE, StateIoError } from '../base/errors.js';
 import { errnoCode, readRegularFile } from '../base/fs.js';
+import { processSlot } from '../base/process-state.js';
+import { warnOnce } from '../base/warnings.js';
 import { generationAt, MAX_STATE_BYTES } from './state-file.js';
+import { debugLetGo } from '../base/debug.js';
 
 /** Code of the warning emitted when a state file is set aside or had malformed records left out. */
 export const CORRUPT_STATE_WARNING = 'PORTLEASE_STATE_CORRUPT';
-
-const warnedPaths = new Set<string>();
-// Damaged generations this process has kept a copy of (or tried to).
-const reportedDamage = new Set<string>();
 
 /**
  * Some records were malformed and left out (each costs itself only): keep a copy of the
@@ -23,16 +22,19 @@ const reportedDamage = new Set<string>();
  */
 export function keepDamagedCopy(path: string, gen: string, damaged: number): void {
   const copyPath = `${path}.damaged-${gen}`;
-  if (reportedDamage.has(copyPath)) return;
-  reportedDamage.add(copyPath);
+  // Once per damaged generation and process (process state: two copies of portlease agree).
+  const reported = processSlot('damage-reported.v1', () => new Set<string>());
+  if (reported.has(copyPath)) return;
+  reported.add(copyPath);
   try {
     const bytes = readRegularFile(path, MAX_STATE_BYTES);
     // 'wx': fails if anything (a file, a symlink) is already at that name.
     writeFileSync(copyPath, bytes, { flag: 'wx', mode: 0o600 });
-  } catch {
+  } catch (error) {
     // Kept already (or cannot be kept): the warning still tells.
+    debugLetGo('store/repair', error);
   }
-  warnOnce(path, `held ${damaged} malformed record(s); they were left out and the rest kept. A copy is at ${copyPath}.`);
+  warnAbout(path, `held ${damaged} malformed record(s); they were left out and the rest kept. A copy is at ${copyPath}.`);
 }
 
 /** What tells the file found corrupt from another one: its inode (while the corrupt file exists it is not reused), or its generation. */
@@ -57,12 +59,13 @@ export function setAside(path: string, reason: string, expected: SetAsideExpecta
   if (!isExpected(asidePath, expected)) {
     try {
       renameSync(asidePath, path);
-    } catch {
+    } catch (error) {
       // Gone meanwhile: nothing to put back.
+      debugLetGo('store/repair', error);
     }
     return;
   }
-  warnOnce(path, `was ${reason}; it was moved to ${asidePath} and a fresh one started.`);
+  warnAbout(path, `was ${reason}; it was moved to ${asidePath} and a fresh one started.`);
 }
 
 function isExpected(movedPath: string, expected: SetAsideExpectation): boolean {
@@ -71,8 +74,6 @@ function isExpected(movedPath: string, expected: SetAsideExpectation): boolean {
   return moved === undefined || (moved.dev === expected.inode.dev && moved.ino === expected.inode.ino);
 }
 
-function warnOnce(path: string, what: string): void {
-  if (warnedPaths.has(path)) return;
-  warnedPaths.add(path);
-  process.emitWarning(`portlease: the state file ${path} ${what}`, { code: CORRUPT_STATE_WARNING });
+function warnAbout(path: string, what: string): void {
+  warnOnce(`state-corrupt:${path}`, `portlease: the state file ${path} ${what}`, CORRUPT_STATE_WARNING);
 }

@@ -6,6 +6,7 @@
  */
 import { readRegularFile, replaceFile } from '../base/fs.js';
 import { isPortRun } from '../base/port-numbers.js';
+import { debugLetGo } from '../base/debug.js';
 
 /** The ports a label held last. */
 export interface StickyEntry {
@@ -56,7 +57,8 @@ export function rememberSticky(path: string, entry: StickyEntry, mode: number): 
   const labels = [entry, ...readStickyMemory(path).filter((old) => old.label !== entry.label)].slice(0, MAX_STICKY_LABELS);
   try {
     replaceFile(path, `${JSON.stringify({ version: VERSION, labels })}\n`, mode);
-  } catch {
+  } catch (error) {
     // The claim stands; only the memory is not updated.
+    debugLetGo('store/sticky-memory', error);
   }
 }

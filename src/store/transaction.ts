@@ -5,6 +5,7 @@ import { type LockSettings, StateLock, type WaitOptions } from './lock.js';
 import { StateStore } from './store.js';
 import type { StateData } from './format.js';
 import { prepareStateDir, type StatePaths } from './state-dir.js';
+import { debugLetGo } from '../base/debug.js';
 
 /** What a change made of the state: whether to write it back, and what to hand the caller. */
 export interface ChangeOutcome<T> {
@@ -136,8 +137,9 @@ export class StateTransactions {
         held.release();
         this.service?.nudge();
       }
-    } catch {
+    } catch (error) {
       // Exit must not fail because of us; reaping covers what was left.
+      debugLetGo('store/transaction', error);
     }
   }
 

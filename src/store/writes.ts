@@ -6,7 +6,9 @@
 import { constants, fstatSync, linkSync, openSync, readSync, type Stats, writeSync } from 'node:fs';
 import { pausePoint } from '../base/pause-points.js';
 import { closeQuietly, errnoCode } from '../base/fs.js';
+import { processSlot } from '../base/process-state.js';
 import { randomToken } from '../base/random.js';
+import { StateIoError } from '../base/errors.js';
 import { type ChangeLine, type ClaimRecord, recordKey, type SealLine, STATE_VERSION, type StateData } from './format.js';
 import { STATE_FILE_MODE } from './state-dir.js';
 import { applyChange, applyLines, NEWLINE, sameGeneration, type Snapshot } from './snapshot.js';
@@ -14,13 +16,12 @@ import { applyChange, applyLines, NEWLINE, sameGeneration, type Snapshot } from 
 // No O_CREAT: appending to a file that vanished must fail, not start a headerless one.
 const APPEND_FLAGS = constants.O_RDWR | constants.O_APPEND | (constants.O_NONBLOCK ?? 0);
 
-let writeCounter = 0;
-const writerToken = randomToken();
-
 /** A token naming one write of this thread, so a reader can tell its own line from an equal one. */
 export function nextWriteToken(): string {
-  writeCounter = (writeCounter + 1) % Number.MAX_SAFE_INTEGER;
-  return `${writerToken}.${writeCounter.toString(36)}`;
+  // Process state: two copies of portlease in one thread must never write the same token.
+  const writer = processSlot('writer.v1', () => ({ token: randomToken(), count: 0 }));
+  writer.count = (writer.count + 1) % Number.MAX_SAFE_INTEGER;
+  return `${writer.token}.${writer.count.toString(36)}`;
 }
 
 /**
@@ -51,7 +52,11 @@ export function appendFenced(path: string, snapshot: Snapshot, line: ChangeLine 
     // A short write (file size limit, quota, a full disk) leaves a fragment that readers
     // skip. It is not cut off again: with a paused writer about, truncating could cut
     // another writer's accepted line.
-    if (written !== bytes.length) throw Object.assign(new Error(`short write: ${written} of ${bytes.length} bytes`), { code: 'EIO' });
+    if (written !== bytes.length)
+      throw new StateIoError(
+        `Cannot write the state file ${path}: only ${written} of ${bytes.length} bytes were written (a full disk, or a file size limit).`,
+        undefined,
+      );
     pausePoint('read-back');
     const stats = fstatSync(fd);
     // The file was replaced since our load: our line went to a generation it does not name.

@@ -107,11 +107,12 @@ describe('the seed contract (findSequentialPorts)', () => {
   });
 
   it('searches the whole range above base before giving up', async () => {
-    // Claim everything from 65530 upwards, then ask for two more.
-    await allocator.claim({ base: 65530, count: 6 }).catch(() => undefined);
-    const error = await allocator.claim({ base: 65530, count: 2 }).catch((caught: unknown) => caught);
+    // Claim everything from base up to the highest port allowed, then ask for two more.
+    const base = await freeRunBase(6);
+    await allocator.claim({ base, count: 6, max: base + 5 });
+    const error = await allocator.claim({ base, count: 2, max: base + 5 }).catch((caught: unknown) => caught);
     expect(isPortleaseError(error, 'PORTLEASE_EXHAUSTED')).toBe(true);
-    expect((error as Error).message).toContain('No run of 2 consecutive free ports in 65530-65535');
+    expect((error as Error).message).toContain(`No run of 2 consecutive free ports in ${base}-${base + 5} (max)`);
   });
 });
 

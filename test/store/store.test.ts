@@ -306,7 +306,7 @@ describe('StateStore', () => {
       try {
         const report = await nextMessage<{ code?: string; message?: string; ports?: number[] }>(child);
         expect(report.code).toBe('PORTLEASE_STATE_IO');
-        expect(report.message).toMatch(/short write: 24 of \d+ bytes/);
+        expect(report.message).toMatch(/only 24 of \d+ bytes were written/);
       } finally {
         killAll([child]);
       }
