@@ -25,7 +25,7 @@ import {
 } from '../options/options.js';
 import { sweepDeadBeacons } from '../liveness/beacon-probe.js';
 import { findBusyPorts } from '../ports/probe.js';
-import { BlockedPortsCache, opensThatMatter, SkippedPorts } from '../ports/skipped-ports.js';
+import { SkipRuleSetCache, watchedOpens, SkippedPorts } from '../ports/skipped-ports.js';
 import { SocketTable } from '../ports/socket-table.js';
 import { readStickyMemory } from '../store/sticky-memory.js';
 import type { ClaimRecord } from '../store/format.js';
@@ -60,7 +60,7 @@ export class PortAllocator {
   private readonly paths: StatePaths;
   private readonly transactions: StateTransactions;
   private readonly socketTable: SocketTable | undefined;
-  private readonly blockedPorts: BlockedPortsCache;
+  private readonly skipRuleSets: SkipRuleSetCache;
   private readonly owners: OwnerLiveness;
   /** The claims this instance made for this process: what a bare {@link release} gives back. */
   private readonly own: OwnClaims;
@@ -76,7 +76,7 @@ export class PortAllocator {
     this.socketTable = this.options.socketTable
       ? new SocketTable({ cacheFile: this.paths.socketCacheFile, cacheFileMode: STATE_FILE_MODE })
       : undefined;
-    this.blockedPorts = new BlockedPortsCache(this.options.ephemeralPortRange);
+    this.skipRuleSets = new SkipRuleSetCache(this.options.ephemeralPortRange);
     this.owners = new OwnerLiveness(this.paths.dir);
     this.tokens = new ClaimTokens(this.paths);
     this.own = new OwnClaims(this.transactions, this.tokens, this.paths.stateFile);
@@ -112,8 +112,8 @@ export class PortAllocator {
     // Everything that can be done before taking the lock is, so the lock is held briefly even
     // by a fresh process whose code is still cold.
     const owner = ownerFields(this.paths.dir, request.pid, ownerStartTime);
-    const opens = opensThatMatter(request, this.options.ephemeralPortRange);
-    const skipped = new SkippedPorts(this.blockedPorts.for(request), request.protocol === 'udp' ? undefined : this.socketTable, opens);
+    const opens = watchedOpens(request, this.options.ephemeralPortRange);
+    const skipped = new SkippedPorts(this.skipRuleSets.for(request), request.protocol === 'udp' ? undefined : this.socketTable, opens);
     // A fresh process reads the state and runs the search code once before it contends: cold
     // code is several times slower, and a holder slow on the CPU keeps everyone waiting.
     const prefetched = this.transactions.prefetch();

@@ -83,14 +83,14 @@ export function recordNewClaim(
   if (previous !== undefined) state.claims = state.claims.filter((claim) => claim.id !== previous.id);
   const now = Date.now();
   const elsewhere = search.elsewhere?.ports;
-  const isBlocked = (port: number): boolean => skipped.has(port) || busy.has(port) || elsewhere?.has(port) === true;
+  const isSkipped = (port: number): boolean => skipped.has(port) || busy.has(port) || elsewhere?.has(port) === true;
   const isLive = (claim: ClaimRecord): boolean => isClaimLive(claim, now, search.isAlive);
   const sticky = search.sticky === undefined ? undefined : rememberedStart(request, search.sticky.file);
   // The remembered run alone first (a search from it that may not go past it), then the usual search.
   const remembered =
-    sticky === undefined ? undefined : findFreeRun(state.claims, sticky, request.count, isBlocked, isLive, sticky + request.count - 1);
+    sticky === undefined ? undefined : findFreeRun(state.claims, sticky, request.count, isSkipped, isLive, sticky + request.count - 1);
   const { start, dead } =
-    remembered?.start !== undefined ? remembered : findFreeRun(state.claims, request.base, request.count, isBlocked, isLive, request.max);
+    remembered?.start !== undefined ? remembered : findFreeRun(state.claims, request.base, request.count, isSkipped, isLive, request.max);
   for (const claim of remembered?.dead ?? []) dead.add(claim);
   if (dead.size > 0) state.claims = state.claims.filter((claim) => !dead.has(claim));
   if (start === undefined) {

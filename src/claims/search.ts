@@ -71,7 +71,7 @@ export function findFreeRun(
   claims: readonly ClaimRecord[],
   base: number,
   count: number,
-  isBlockedPort: (port: number) => boolean,
+  isSkippedPort: (port: number) => boolean,
   isLive: (claim: ClaimRecord) => boolean,
   max: number = MAX_PORT,
 ): SearchResult {
@@ -97,7 +97,7 @@ export function findFreeRun(
       continue scan;
     }
     for (let port = candidate + count - 1; port >= candidate; port--) {
-      if (isBlockedPort(port)) {
+      if (isSkippedPort(port)) {
         candidate = port + 1;
         continue scan;
       }

@@ -83,19 +83,19 @@ export interface SkipRules {
  * step over the whole ephemeral range port by port) pays an array load per port, never a
  * hash lookup. Built once per claim, before the lock is taken.
  */
-export class BlockedPorts {
-  private readonly blocked = new Uint8Array(65536);
+export class SkipRuleSet {
+  private readonly skipped = new Uint8Array(65536);
 
   constructor(readonly rules: SkipRules) {
-    if (rules.ephemeral !== undefined) this.blockRange(rules.ephemeral);
-    if (rules.unsafe) for (const port of UNSAFE_PORTS) this.blocked[port] = 1;
-    for (const range of rules.exclude) this.blockRange(range);
-    for (const range of rules.reserved?.ranges ?? []) this.blockRange(range);
+    if (rules.ephemeral !== undefined) this.skipRange(rules.ephemeral);
+    if (rules.unsafe) for (const port of UNSAFE_PORTS) this.skipped[port] = 1;
+    for (const range of rules.exclude) this.skipRange(range);
+    for (const range of rules.reserved?.ranges ?? []) this.skipRange(range);
   }
 
   /** Whether the rules skip `port`. */
   has(port: number): boolean {
-    return this.blocked[port] === 1;
+    return this.skipped[port] === 1;
   }
 
   /** The rules that matter from `base` to `max`, for an exhausted-search message: `ephemeral ports 32768-60999, ...`. */
@@ -114,7 +114,7 @@ export class BlockedPorts {
     return parts;
   }
 
-  private blockRange([first, last]: PortRange): void {
-    this.blocked.fill(1, first, last + 1);
+  private skipRange([first, last]: PortRange): void {
+    this.skipped.fill(1, first, last + 1);
   }
 }

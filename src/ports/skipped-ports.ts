@@ -1,25 +1,25 @@
 import { MAX_PORT, type PortRange } from '../base/port-numbers.js';
-import { BlockedPorts, systemEphemeralRange } from './port-ranges.js';
+import { SkipRuleSet, systemEphemeralRange } from './port-ranges.js';
 import { systemReservedPorts } from './reserved-ports.js';
 import type { ResolvedClaimOptions } from '../options/options.js';
-import type { OpensThatMatter, SocketTable } from './socket-table.js';
+import type { WatchedOpens, SocketTable } from './socket-table.js';
 
 /**
  * The ports a claim's search passes over without probing: those its options rule out, and
  * those a local TCP socket uses (from the kernel's socket table, where there is one).
  */
 export class SkippedPorts {
-  readonly rules: BlockedPorts;
+  readonly rules: SkipRuleSet;
   private readonly socketTable: SocketTable | undefined;
   /** One byte per port, 1 where a local TCP socket uses it; `'unread'` until read under the lock. */
   private inUse: Uint8Array | undefined | 'unread';
-  private readonly opens: OpensThatMatter;
+  private readonly opens: WatchedOpens;
 
   /**
    * @param opens - `'passive'` when the search never hands out a port of the kernel's
-   *   ephemeral range, where outgoing connections get theirs (see {@link OpensThatMatter}).
+   *   ephemeral range, where outgoing connections get theirs (see {@link WatchedOpens}).
    */
-  constructor(rules: BlockedPorts, socketTable: SocketTable | undefined, opens: OpensThatMatter) {
+  constructor(rules: SkipRuleSet, socketTable: SocketTable | undefined, opens: WatchedOpens) {
     this.rules = rules;
     this.socketTable = socketTable;
     this.opens = opens;
@@ -58,16 +58,16 @@ export class SkippedPorts {
  * take ports of the kernel's ephemeral range, so a search that skips that very range (the
  * default) need not re-read the table for them.
  */
-export function opensThatMatter(request: ResolvedClaimOptions, ephemeralPortRange: PortRange | undefined): OpensThatMatter {
+export function watchedOpens(request: ResolvedClaimOptions, ephemeralPortRange: PortRange | undefined): WatchedOpens {
   return request.allowEphemeralPorts || ephemeralPortRange !== undefined ? 'all' : 'passive';
 }
 
 /**
- * Builds the {@link BlockedPorts} of each claim's rules, reusing the last one while a caller
+ * Builds the {@link SkipRuleSet} of each claim's rules, reusing the last one while a caller
  * repeats its rules (building the bitmap is a visible share of a hot claim).
  */
-export class BlockedPortsCache {
-  private last: { key: string; rules: BlockedPorts } | undefined;
+export class SkipRuleSetCache {
+  private last: { key: string; rules: SkipRuleSet } | undefined;
   private readonly ephemeralPortRange: PortRange | undefined;
 
   /** @param ephemeralPortRange - the allocator's setting; `undefined` reads the OS's range. */
@@ -76,12 +76,12 @@ export class BlockedPortsCache {
   }
 
   /** The rules of `request`, with `ephemeralPortRange` as the allocator's setting (default: this cache's). */
-  for(request: ResolvedClaimOptions, ephemeralPortRange: PortRange | undefined = this.ephemeralPortRange): BlockedPorts {
+  for(request: ResolvedClaimOptions, ephemeralPortRange: PortRange | undefined = this.ephemeralPortRange): SkipRuleSet {
     const ephemeral = request.allowEphemeralPorts ? undefined : (ephemeralPortRange ?? systemEphemeralRange());
     const reserved = request.allowReservedPorts ? undefined : systemReservedPorts();
     const key = `${ephemeral?.join('-') ?? ''}|${request.allowUnsafePorts}|${JSON.stringify(request.exclude)}|${reserved !== undefined}`;
     if (this.last?.key !== key)
-      this.last = { key, rules: new BlockedPorts({ ephemeral, unsafe: !request.allowUnsafePorts, exclude: request.exclude, reserved }) };
+      this.last = { key, rules: new SkipRuleSet({ ephemeral, unsafe: !request.allowUnsafePorts, exclude: request.exclude, reserved }) };
     return this.last.rules;
   }
 }

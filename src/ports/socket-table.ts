@@ -114,7 +114,7 @@ export function markLocalPorts(table: string, ports: Uint8Array, marked?: number
  * Counting outgoing connections too would make every claim on a machine full of clients
  * walk the kernel's table (see bench/RESULTS.md).
  */
-export type OpensThatMatter = 'passive' | 'all';
+export type WatchedOpens = 'passive' | 'all';
 
 /** Options of a {@link SocketTable}. */
 export interface SocketTableOptions {
@@ -136,13 +136,7 @@ export interface SocketTableOptions {
  * Whether a snapshot read at `snapshot.at` with `snapshot.signal` still tells every port a
  * non-listening socket uses: no open that matters happened since, and it is not too old.
  */
-function isCurrent(
-  snapshot: { signal: string; at: number },
-  signal: string,
-  now: number,
-  maxAgeMs: number,
-  opens: OpensThatMatter,
-): boolean {
+function isCurrent(snapshot: { signal: string; at: number }, signal: string, now: number, maxAgeMs: number, opens: WatchedOpens): boolean {
   if (now - snapshot.at >= maxAgeMs) return false;
   if (opens === 'all') return snapshot.signal === signal;
   return passiveOpens(snapshot.signal) === passiveOpens(signal);
@@ -207,7 +201,7 @@ export class SocketTable {
    * One byte per port, 1 where some local non-listening TCP socket uses it; `undefined`
    * where this platform has no socket table. The array is shared: do not modify it.
    */
-  portsInUse(opens: OpensThatMatter = 'all'): Uint8Array | undefined {
+  portsInUse(opens: WatchedOpens = 'all'): Uint8Array | undefined {
     const cached = this.cachedPortsInUse(opens);
     if (cached !== null) return cached;
     const signal = this.source.signal()!;
@@ -227,7 +221,7 @@ export class SocketTable {
    * {@link portsInUse} if it can be answered from a copy (this process's or the shared
    * file), else `null`: the kernel's tables must be read. Cheap; for use before taking a lock.
    */
-  cachedPortsInUse(opens: OpensThatMatter = 'all'): Uint8Array | undefined | null {
+  cachedPortsInUse(opens: WatchedOpens = 'all'): Uint8Array | undefined | null {
     const signal = this.source.signal();
     if (signal === undefined) return undefined;
     const now = this.now();
@@ -235,7 +229,7 @@ export class SocketTable {
     return this.readShared(signal, now, opens) ?? null;
   }
 
-  private readShared(signal: string, now: number, opens: OpensThatMatter): Uint8Array | undefined {
+  private readShared(signal: string, now: number, opens: WatchedOpens): Uint8Array | undefined {
     if (this.cacheFile === undefined) return undefined;
     let snapshot: unknown;
     try {

@@ -9,7 +9,7 @@ import { OwnerLiveness } from '../liveness/owner-liveness.js';
 import { FOREIGN_OWNER_MAX_AGE_MS } from '../liveness/liveness.js';
 import { currentNetworkNamespace } from '../base/proc.js';
 import type { ResolvedClaimOptions } from '../options/option-types.js';
-import { BlockedPortsCache, opensThatMatter, SkippedPorts } from '../ports/skipped-ports.js';
+import { SkipRuleSetCache, watchedOpens, SkippedPorts } from '../ports/skipped-ports.js';
 import type { SocketTable } from '../ports/socket-table.js';
 import type { StateData } from '../store/format.js';
 import type { QueueService } from '../store/transaction.js';
@@ -34,7 +34,7 @@ const NO_BUSY_PORTS: ReadonlySet<number> = new Set();
 export class QueueServer implements QueueService {
   private readonly queue: ClaimQueue;
   private readonly context: QueueServerContext;
-  private readonly blockedPorts = new BlockedPortsCache(undefined);
+  private readonly skipRuleSets = new SkipRuleSetCache(undefined);
   private readonly netns = currentNetworkNamespace() ?? null;
 
   constructor(queue: ClaimQueue, context: QueueServerContext) {
@@ -86,10 +86,10 @@ export class QueueServer implements QueueService {
     // on Linux both must be known, elsewhere there is one.
     if (request.netns !== this.netns || (process.platform === 'linux' && this.netns === null)) return undefined;
     const ephemeralPortRange = request.ephemeralPortRange ?? undefined;
-    const rules = this.blockedPorts.for(options, ephemeralPortRange);
+    const rules = this.skipRuleSets.for(options, ephemeralPortRange);
     if (options.protocol === 'udp' || !request.socketTable) return new SkippedPorts(rules, undefined, 'passive');
     if (this.context.socketTable === undefined) return undefined;
-    const skipped = new SkippedPorts(rules, this.context.socketTable, opensThatMatter(options, ephemeralPortRange));
+    const skipped = new SkippedPorts(rules, this.context.socketTable, watchedOpens(options, ephemeralPortRange));
     skipped.refreshInsideLock();
     return skipped;
   }

@@ -66,7 +66,7 @@ export async function recordFirstClaim(
   };
   const recorded = (): ClaimRecord | undefined => transactions.read().claims.find(isOurs);
   try {
-    const own = await transactions.runUnless(record, { waiter });
+    const own = await transactions.runUnlessServed(record, { waiter });
     if (own !== undefined) return own.result;
     // Settled by a holder: recorded, or left to this process (it could not tell this
     // process's sockets, or found no room, which this process's own search then reports).

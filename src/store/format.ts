@@ -38,10 +38,6 @@ export interface StateData {
  * (generation id and snapshot), then change lines that each name the state they follow.
  */
 export const STATE_VERSION = 3;
-/** The log format before fencing: its lines apply unconditionally. Read, then rewritten as version 3. */
-export const LEGACY_STATE_VERSION = 2;
-/** The generation id given to a legacy (version 2) file, whose header has none. */
-export const LEGACY_GENERATION = 'v2';
 
 /** The first line of a state file. */
 export interface Header {
@@ -75,11 +71,7 @@ export interface SealLine {
 }
 
 /** What one line of the log holds, once parsed and checked. */
-export type LogLine =
-  | { kind: 'change'; line: ChangeLine; damaged: number }
-  | { kind: 'seal'; line: SealLine }
-  | { kind: 'legacy'; add: ClaimRecord[]; drop: string[]; damaged: number }
-  | { kind: 'void' };
+export type LogLine = { kind: 'change'; line: ChangeLine; damaged: number } | { kind: 'seal'; line: SealLine } | { kind: 'void' };
 
 function isOptional(value: unknown, type: 'string' | 'number'): boolean {
   return value === undefined || typeof value === type;
@@ -132,16 +124,14 @@ export function parseHeader(text: string | undefined): ParsedHeader {
   if (!isObject(value)) return { ok: false, reason: 'malformed' };
   const { version, gen, bootId, claims } = value;
   if (typeof version === 'number' && version > STATE_VERSION) return { ok: false, reason: `of format ${version}`, newerVersion: version };
-  if (version !== STATE_VERSION && version !== LEGACY_STATE_VERSION)
-    return { ok: false, reason: `of unknown version ${JSON.stringify(version)}` };
-  const generation = version === LEGACY_STATE_VERSION ? LEGACY_GENERATION : gen;
+  if (version !== STATE_VERSION) return { ok: false, reason: `of unknown version ${JSON.stringify(version)}` };
+  const generation = gen;
   // Only the shape randomToken makes: the id goes into file names (a planted `a/../x` must
   // not), and generationOf must read the same id from the raw bytes.
   if (typeof generation !== 'string' || !isGenerationId(generation) || !isOptional(bootId, 'string') || !Array.isArray(claims)) {
     return { ok: false, reason: 'malformed' };
   }
-  const rawPrefix = version === LEGACY_STATE_VERSION ? LEGACY_HEADER_PREFIX : `${HEADER_PREFIX}${generation}"`;
-  if (!text.startsWith(rawPrefix)) return { ok: false, reason: 'malformed' };
+  if (!text.startsWith(`${HEADER_PREFIX}${generation}"`)) return { ok: false, reason: 'malformed' };
   const { records, damaged } = validRecords(claims);
   return { ok: true, gen: generation, bootId: bootId as string | undefined, claims: records, damaged };
 }
@@ -162,9 +152,6 @@ export function parseLogLine(text: string): LogLine {
   const add = Array.isArray(value.add) ? validRecords(value.add) : undefined;
   const drop = Array.isArray(value.drop) ? value.drop.filter((key): key is string => typeof key === 'string') : undefined;
   const damaged = (add?.damaged ?? 0) + (Array.isArray(value.drop) ? value.drop.length - drop!.length : 0);
-  if (value.g === undefined && value.at === undefined) {
-    return add !== undefined && drop !== undefined ? { kind: 'legacy', add: add.records, drop, damaged } : { kind: 'void' };
-  }
   if (typeof value.g !== 'string' || !Number.isInteger(value.at) || typeof value.w !== 'string') return { kind: 'void' };
   if (typeof value.next === 'string') {
     return isSiblingName(value.next) ? { kind: 'seal', line: value as unknown as SealLine } : { kind: 'void' };
@@ -180,13 +167,11 @@ function isSiblingName(name: string): boolean {
 
 /** How every version-3 header begins, byte for byte: what generationOf reads the id from. */
 export const HEADER_PREFIX = '{"version":3,"gen":"';
-/** How every version-2 header begins. */
-export const LEGACY_HEADER_PREFIX = '{"version":2,';
 const GENERATION_ID = /^[0-9a-z]{1,32}$/;
 
-/** Whether `id` has the shape of a generation id (or is the legacy one). */
+/** Whether `id` has the shape of a generation id. */
 export function isGenerationId(id: string): boolean {
-  return id === LEGACY_GENERATION || GENERATION_ID.test(id);
+  return GENERATION_ID.test(id);
 }
 
 /** Identifies one stored record: pieces of a split claim share an id but never a start. */

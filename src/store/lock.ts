@@ -129,7 +129,7 @@ export class StateLock {
    * and nothing else of this process can run in between.
    */
   async runExclusive<T>(critical: (lock: HeldLock) => T): Promise<T> {
-    const outcome = await this.runExclusiveUnless(critical);
+    const outcome = await this.runExclusiveUnlessServed(critical);
     return (outcome as { value: T }).value;
   }
 
@@ -138,7 +138,7 @@ export class StateLock {
    * without the lock once `waiter.done` (what the caller waited for was done by another
    * holder); `options.timeoutMs` overrides the settings' for this call.
    */
-  runExclusiveUnless<T>(critical: (lock: HeldLock) => T, options: WaitOptions = {}): Promise<{ value: T } | undefined> {
+  runExclusiveUnlessServed<T>(critical: (lock: HeldLock) => T, options: WaitOptions = {}): Promise<{ value: T } | undefined> {
     const result = this.queue.then(async () => {
       const held = await this.acquire(options.waiter, options.timeoutMs ?? this.settings.timeoutMs);
       if (held === undefined) return undefined;

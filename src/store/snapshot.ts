@@ -6,7 +6,7 @@ import { fstatSync, openSync, readSync, type Stats } from 'node:fs';
 import { StateIoError } from '../base/errors.js';
 import { closeQuietly, errnoCode, READ_FLAGS } from '../base/fs.js';
 import { generationOf, ioError, MAX_STATE_BYTES } from './state-file.js';
-import { type ClaimRecord, LEGACY_GENERATION, parseHeader, parseLogLine, recordKey, STATE_VERSION } from './format.js';
+import { type ClaimRecord, parseHeader, parseLogLine, recordKey, STATE_VERSION } from './format.js';
 import { setAside } from './repair.js';
 
 /** The line separator of the state file. */
@@ -167,12 +167,6 @@ export function applyLines(snapshot: Snapshot, bytes: Buffer, stats: Stats, watc
     if (text === '' || snapshot.sealedTo !== undefined) continue;
     const parsed = parseLogLine(text);
     if (parsed.kind === 'void') continue;
-    if (parsed.kind === 'legacy') {
-      if (snapshot.gen !== LEGACY_GENERATION) continue;
-      snapshot.damaged += parsed.damaged;
-      applyChange(snapshot, parsed.add, parsed.drop);
-      continue;
-    }
     const { line } = parsed;
     // The fencing rule: exactly the next line of this generation, or void.
     if (line.g !== snapshot.gen || line.at !== snapshot.seq) continue;

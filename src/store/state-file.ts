@@ -5,7 +5,7 @@
 import { fstatSync, openSync, readSync } from 'node:fs';
 import { STATE_IO_ADVICE, StateIoError } from '../base/errors.js';
 import { closeQuietly, READ_FLAGS } from '../base/fs.js';
-import { HEADER_PREFIX, LEGACY_GENERATION, LEGACY_HEADER_PREFIX } from './format.js';
+import { HEADER_PREFIX } from './format.js';
 // Far beyond any state portlease writes (a claim takes a few hundred bytes, and the log is
 // compacted at 32 KiB), and below what one string can hold.
 /** The largest state file portlease reads. */
@@ -19,7 +19,6 @@ export const MAX_STATE_BYTES = 64 * 2 ** 20;
 export function generationOf(fd: number): string | undefined {
   const head = Buffer.alloc(96);
   const text = head.toString('utf8', 0, readSync(fd, head, 0, head.length, 0));
-  if (text.startsWith(LEGACY_HEADER_PREFIX)) return LEGACY_GENERATION;
   if (!text.startsWith(HEADER_PREFIX)) return undefined;
   const end = text.indexOf('"', HEADER_PREFIX.length);
   return end === -1 ? undefined : text.slice(HEADER_PREFIX.length, end);

@@ -2,7 +2,7 @@ import { renameSync, type Stats, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { StateIoError } from '../base/errors.js';
 import { pausePoint } from '../base/pause-points.js';
-import { type ChangeLine, type ClaimRecord, LEGACY_GENERATION, recordKey, type SealLine, type StateData } from './format.js';
+import { type ChangeLine, type ClaimRecord, recordKey, type SealLine, type StateData } from './format.js';
 import { errnoCode, unlinkQuietly } from '../base/fs.js';
 import { randomToken } from '../base/random.js';
 import { generationAt, ioError } from './state-file.js';
@@ -90,11 +90,7 @@ export class StateStore {
   commit(next: StateData): boolean {
     const current = this.snapshot;
     if (current === undefined) return this.startGeneration(next, undefined);
-    if (
-      current.gen === LEGACY_GENERATION ||
-      current.bootId !== next.bootId ||
-      this.logBytes(current) > Math.max(MIN_COMPACT_LOG_BYTES, current.headerBytes)
-    ) {
+    if (current.bootId !== next.bootId || this.logBytes(current) > Math.max(MIN_COMPACT_LOG_BYTES, current.headerBytes)) {
       return this.startGeneration(next, current);
     }
     const { add, drop } = diffRecords(this.loaded, next.claims);

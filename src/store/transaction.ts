@@ -94,18 +94,18 @@ export class StateTransactions {
    * runs again on the fresh state: a result is returned only once its write was accepted.
    */
   async run<T>(change: StateChange<T>, wait: Omit<WaitOptions, 'waiter'> = {}): Promise<T> {
-    return (await this.runUnless(change, wait))!.result;
+    return (await this.runUnlessServed(change, wait))!.result;
   }
 
   /**
    * {@link run}, waiting for the lock as `wait` says; resolves to `undefined`, without running
    * `change`, once `wait.waiter.done` (another holder did what the caller asked).
    */
-  async runUnless<T>(change: StateChange<T>, wait: WaitOptions): Promise<{ result: T } | undefined> {
+  async runUnlessServed<T>(change: StateChange<T>, wait: WaitOptions): Promise<{ result: T } | undefined> {
     this.prepare();
     for (let attempt = 1; ; attempt++) {
       try {
-        const held = await this.lock.runExclusiveUnless(() => this.apply(change), wait);
+        const held = await this.lock.runExclusiveUnlessServed(() => this.apply(change), wait);
         if (held === undefined) return undefined;
         this.service?.nudge();
         if (held.value.accepted) return { result: held.value.result };

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { isPortleaseError, PortAllocator } from '../../src/index.js';
 import {
-  BlockedPorts,
+  SkipRuleSet,
   type EphemeralRangeSources,
   IANA_EPHEMERAL_RANGE,
   readEphemeralRange,
@@ -63,7 +63,7 @@ describe('readEphemeralRange', () => {
 
 describe('the blocked-port bitmap', () => {
   it('blocks exactly the ephemeral range, the unsafe ports and the exclusions it is given', () => {
-    const blocked = new BlockedPorts({
+    const blocked = new SkipRuleSet({
       ephemeral: [30000, 30009],
       unsafe: true,
       exclude: [
@@ -74,7 +74,7 @@ describe('the blocked-port bitmap', () => {
     const all = Array.from({ length: 65536 }, (_, port) => port).filter((port) => blocked.has(port));
     const expected = [...UNSAFE_PORTS, 100, 200, 201, ...Array.from({ length: 10 }, (_, i) => 30000 + i)];
     expect(all).toEqual([...new Set(expected)].sort((a, b) => a - b));
-    expect(new BlockedPorts({ ephemeral: undefined, unsafe: false, exclude: [] }).describe(1)).toEqual([]);
+    expect(new SkipRuleSet({ ephemeral: undefined, unsafe: false, exclude: [] }).describe(1)).toEqual([]);
   });
 
   it('knows the browsers’ unsafe ports, including the Fetch standard’s 2024 additions', () => {
