@@ -34,12 +34,28 @@ function callSync<T>(work: () => T, callback: Callback<T>): void {
  * precision on the `fs` it is given; its own `lockSync` builds a new one per call and
  * probes again every time.
  */
+// What proper-lockfile's stat found right after our own mkdir made the lock directory: the
+// identity a new holder records, without a second stat of the same directory.
+let justMade: string | undefined;
+let madeAndStatted: { path: string; stats: Stats } | undefined;
+
 const synchronousFs = {
-  mkdir: (path: string, callback: Callback<void>) => callSync(() => void mkdirSync(path), callback),
+  mkdir: (path: string, callback: Callback<void>) =>
+    callSync(() => {
+      justMade = undefined;
+      mkdirSync(path);
+      justMade = path;
+    }, callback),
   rmdir: (path: string, callback: Callback<void>) => callSync(() => rmdirSync(path), callback),
   // proper-lockfile's exit hook removes a lock still held at exit with this.
   rmdirSync: (path: string) => rmdirSync(path),
-  stat: (path: string, callback: Callback<unknown>) => callSync(() => statSync(path), callback),
+  stat: (path: string, callback: Callback<unknown>) =>
+    callSync(() => {
+      const stats = statSync(path);
+      if (path === justMade) madeAndStatted = { path, stats };
+      justMade = undefined;
+      return stats;
+    }, callback),
   realpath: (path: string, callback: Callback<string>) => callSync(() => realpathSync(path), callback),
   utimes: (path: string, atime: Date, mtime: Date, callback: Callback<void>) => callSync(() => utimesSync(path, atime, mtime), callback),
 };
@@ -98,6 +114,10 @@ function identityOf(path: string): string | undefined {
   } catch {
     return undefined;
   }
+  return identityOfStats(stats);
+}
+
+function identityOfStats(stats: Stats): string {
   return `${stats.ino}:${stats.ctimeMs}:${stats.mtimeMs}`;
 }
 
@@ -210,7 +230,10 @@ export class StateLock {
   }
 
   private held(release: () => void): HeldLock {
-    const identity = identityOf(this.lockPath);
+    const statted = madeAndStatted?.path === this.lockPath ? madeAndStatted.stats : undefined;
+    madeAndStatted = undefined;
+    // A directory is never a symlink here (mkdir made it), so stat and lstat agree.
+    const identity = statted === undefined ? identityOf(this.lockPath) : identityOfStats(statted);
     const isStillHeld = (): boolean => identity !== undefined && identityOf(this.lockPath) === identity;
     return {
       isStillHeld,
