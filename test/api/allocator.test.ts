@@ -11,19 +11,9 @@ import {
   release,
 } from '../../src/index.js';
 import type { ClaimRecord } from '../../src/store/store.js';
-import {
-  canBind,
-  close,
-  distEntry,
-  exited,
-  forkFixture,
-  freeRunBase,
-  killAll,
-  listen,
-  makeStateDir,
-  nextMessage,
-  storedClaims as readStoredClaims,
-} from '../helpers.js';
+import { distEntry, exited, forkFixture, killAll, nextMessage } from '../helpers/processes.js';
+import { canBind, close, freeRunBase, listen } from '../helpers/sockets.js';
+import { makeStateDir, storedClaims as readStoredClaims } from '../helpers/state-dir.js';
 
 let stateDir: string;
 let cleanup: () => void;

@@ -1,7 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { makeStateDir } from '../helpers.js';
+import { makeStateDir } from '../helpers/state-dir.js';
 
 const fixture = join(import.meta.dirname, '..', 'fixtures', 'threads-release.mjs');
 const distEntry = join(import.meta.dirname, '..', '..', 'dist', 'index.js');

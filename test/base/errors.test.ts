@@ -2,7 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { isPortleaseError, LockTimeoutError, PortleaseError, PortsExhaustedError, StateIoError } from '../../src/index.js';
-import { distEntry, fixturesDir } from '../helpers.js';
+import { distEntry, fixturesDir } from '../helpers/processes.js';
 
 describe('errors', () => {
   it('narrow by code and keep their fields', () => {

@@ -1,15 +1,14 @@
 import { spawn } from 'node:child_process';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect } from 'vitest';
 import { isPortleaseError, PortAllocator } from '../../src/index.js';
-import { exited, freeRunBase, makeStateDir } from '../helpers.js';
+import { exited } from '../helpers/processes.js';
+import { freeRunBase } from '../helpers/sockets.js';
+import { stateTest } from '../helpers/state-dir.js';
 
-let stateDir: string;
-let cleanup: () => void;
-beforeEach(() => ({ dir: stateDir, cleanup } = makeStateDir()));
-afterEach(() => cleanup());
+const it = stateTest;
 
 describe('PortAllocator.share', () => {
-  it('gives a live second owner a copy that holds the ports after the first owner dies', async () => {
+  it('gives a live second owner a copy that holds the ports after the first owner dies', async ({ stateDir }) => {
     const allocator = new PortAllocator({ stateDir });
     const base = await freeRunBase(2);
     const child = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 20000)'], { stdio: 'ignore' });
@@ -30,7 +29,7 @@ describe('PortAllocator.share', () => {
     }
   });
 
-  it('changes nothing for ports the PID does not hold, and refuses a dead new owner', async () => {
+  it('changes nothing for ports the PID does not hold, and refuses a dead new owner', async ({ stateDir }) => {
     const allocator = new PortAllocator({ stateDir });
     const lease = await allocator.claim({ count: 1 });
     expect(await allocator.share(lease.port, process.pid + 100_000)).toBe(0);

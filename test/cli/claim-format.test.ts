@@ -1,5 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { freeRunBase, makeStateDir, snapshotDir } from '../helpers.js';
+import { freeRunBase } from '../helpers/sockets.js';
+import { makeStateDir, snapshotDir } from '../helpers/state-dir.js';
 import { type ListedClaim, runBash, runCli } from './run-cli.js';
 
 let stateDir: string;

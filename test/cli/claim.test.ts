@@ -1,8 +1,10 @@
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { canBind, freeRunBase, listen, close, makeStateDir } from '../helpers.js';
-import { finished, isRunning, listClaims, runCli, waitFor } from './run-cli.js';
+import { canBind, freeRunBase, listen, close } from '../helpers/sockets.js';
+import { makeStateDir } from '../helpers/state-dir.js';
+import { isRunning, listClaims, runCli, waitFor } from './run-cli.js';
+import { exited } from '../helpers/processes.js';
 
 let stateDir: string;
 let cleanup: () => void;
@@ -159,7 +161,7 @@ describe('portlease list and reap', () => {
       expect((await listClaims(stateDir)).map((claim) => claim.status)).toEqual(['live', 'live']);
 
       owner.kill('SIGKILL');
-      await finished(owner);
+      await exited(owner);
       await waitFor(() => !isRunning(owner.pid!), 'the owner to be gone');
       const listed = await listClaims(stateDir);
       expect(listed.find((claim) => claim.pid === owner.pid)).toMatchObject({ status: 'dead', live: false });

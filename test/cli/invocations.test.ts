@@ -2,8 +2,10 @@ import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { canBind, exited, makeStateDir } from '../helpers.js';
-import { cliPath, finished, isRunning, listClaims, waitFor } from './run-cli.js';
+import { exited } from '../helpers/processes.js';
+import { canBind } from '../helpers/sockets.js';
+import { makeStateDir } from '../helpers/state-dir.js';
+import { cliPath, isRunning, listClaims, waitFor } from './run-cli.js';
 
 // Real invocations of `portlease claim` from shells, wrappers and other programs: each job
 // claims, then runs a stand-in server (`sleep`, which ends by itself); while it runs, its
@@ -269,17 +271,17 @@ describe.runIf(process.platform === 'linux')('the CLI in a PID namespace of its 
   it.skipIf(unshareNote !== '')(
     `as PID 1: a usage error without --ttl or --pid, a TTL claim with --ttl${unshareNote}`,
     async () => {
-      const refused = await finished(
+      const refused = await exited(
         spawn('unshare', [...ns, process.execPath, cliPath, 'claim', '--state-dir', stateDir], { stdio: ['ignore', 'pipe', 'pipe'] }),
       );
       expect(refused.code).toBe(2);
       expect(refused.stderr).toMatch(/PID 1 of its PID namespace.*--ttl/);
       expect(refused.stdout).toBe('');
-      const released = await finished(
+      const released = await exited(
         spawn('unshare', [...ns, process.execPath, cliPath, 'release', '--state-dir', stateDir], { stdio: ['ignore', 'pipe', 'pipe'] }),
       );
       expect(released.code).toBe(2);
-      const timed = await finished(
+      const timed = await exited(
         spawn('unshare', [...ns, process.execPath, cliPath, 'claim', '--ttl', '1m', '--json', '--state-dir', stateDir], {
           stdio: ['ignore', 'pipe', 'pipe'],
         }),
@@ -298,7 +300,7 @@ describe.runIf(process.platform === 'linux')('the CLI in a PID namespace of its 
       // Listed from inside, where the recorded PIDs mean what they meant to the CLI.
       const cli = `'${process.execPath}' '${cliPath}'`;
       const inside = `P=$(${cli} claim --state-dir '${stateDir}'); sleep 1.5; ${cli} list --json --state-dir '${stateDir}'`;
-      const result = await finished(spawn('unshare', [...ns, 'sh', '-c', inside], { stdio: ['ignore', 'pipe', 'pipe'] }), 30_000);
+      const result = await exited(spawn('unshare', [...ns, 'sh', '-c', inside], { stdio: ['ignore', 'pipe', 'pipe'] }), 30_000);
       expect(result.stderr).toBe('');
       const claims = (JSON.parse(result.stdout) as { claims: Array<{ pid: number; status: string }> }).claims;
       expect(claims).toEqual([expect.objectContaining({ pid: 1, status: 'live' })]);
@@ -319,7 +321,7 @@ describe.runIf(process.platform === 'linux')('the CLI in a PID namespace of its 
           'the namespace to start',
           10_000,
         );
-        const entered = await finished(
+        const entered = await exited(
           spawn('nsenter', ['-t', String(target), '-p', '-m', process.execPath, cliPath, 'claim', '--json', '--state-dir', stateDir], {
             stdio: ['ignore', 'pipe', 'pipe'],
           }),

@@ -1,7 +1,8 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { PortAllocator, PortsExhaustedError } from '../../src/index.js';
-import { freeRunBase, makeStateDir, snapshotDir } from '../helpers.js';
+import { freeRunBase } from '../helpers/sockets.js';
+import { makeStateDir, snapshotDir } from '../helpers/state-dir.js';
 import { listClaims, runCli } from './run-cli.js';
 
 let stateDir: string;

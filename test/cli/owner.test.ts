@@ -2,7 +2,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { defaultOwner, defaultOwners, isBackgroundJob, isTransient, packageManagerOf, type ProcessEntry } from '../../src/cli/owner.js';
-import { makeStateDir } from '../helpers.js';
+import { makeStateDir } from '../helpers/state-dir.js';
 import { repoDir, runBash } from './run-cli.js';
 
 function entry(pid: number, ppid: number, argv: string[]): ProcessEntry {

@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { makeStateDir } from '../helpers.js';
+import { makeStateDir } from '../helpers/state-dir.js';
 import { listClaims, runBash } from './run-cli.js';
 
 // `portlease list | head -1`, `portlease claim | true`: the reader is gone before the CLI

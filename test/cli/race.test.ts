@@ -2,8 +2,9 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { fixturesDir, makeStateDir } from '../helpers.js';
-import { cliPath, finished, listClaims } from './run-cli.js';
+import { fixturesDir, exited } from '../helpers/processes.js';
+import { makeStateDir } from '../helpers/state-dir.js';
+import { cliPath, listClaims } from './run-cli.js';
 
 const PROCESSES = 12;
 const PORTS_EACH = 2;
@@ -40,7 +41,7 @@ describe(`${PROCESSES} portlease claim processes started at the same instant`, (
         }),
       );
     }
-    const results = children.map((child) => finished(child, 30_000));
+    const results = children.map((child) => exited(child, 30_000));
     await new Promise((resolve) => setTimeout(resolve, 1000)); // let every process reach the barrier
     writeFileSync(go, '');
     const outputs = await Promise.all(results);

@@ -1,5 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { freeRunBase, makeStateDir } from '../helpers.js';
+import { freeRunBase } from '../helpers/sockets.js';
+import { makeStateDir } from '../helpers/state-dir.js';
 import { listClaims, runBash } from './run-cli.js';
 
 // Out of file descriptors is not "no free ports": every probe would fail the same way.

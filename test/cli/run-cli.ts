@@ -1,37 +1,14 @@
 import { type ChildProcess, spawn, type SpawnOptions } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { type Exited, exited } from '../helpers/processes.js';
 
 /** The built CLI, run as a user would: `node dist/cli.cjs` (the package's bin). */
 export const cliPath = fileURLToPath(new URL('../../dist/cli.cjs', import.meta.url));
 export const repoDir = fileURLToPath(new URL('../../', import.meta.url));
 
 /** What a finished process printed and how it ended. */
-export interface Finished {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Collects a child's output until it exits; SIGKILLs it after `timeoutMs`. */
-export function finished(child: ChildProcess, timeoutMs = 20_000): Promise<Finished> {
-  return new Promise((resolve, reject) => {
-    let stdout = '';
-    let stderr = '';
-    child.stdout?.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-    child.stderr?.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.once('error', (error) => {
-      clearTimeout(timer);
-      reject(error);
-    });
-    // 'close', not 'exit': all output has been read by then.
-    child.once('close', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, stdout, stderr });
-    });
-  });
-}
+/** How a CLI run ended, and what it printed. */
+export type Finished = Exited;
 
 /** Starts `node dist/cli.cjs ...args` with piped output. */
 export function startCli(args: readonly string[], options: SpawnOptions = {}): ChildProcess {
@@ -40,7 +17,7 @@ export function startCli(args: readonly string[], options: SpawnOptions = {}): C
 
 /** Runs `node dist/cli.cjs ...args` to completion. */
 export function runCli(args: readonly string[], options: SpawnOptions = {}, timeoutMs?: number): Promise<Finished> {
-  return finished(startCli(args, options), timeoutMs);
+  return exited(startCli(args, options), timeoutMs);
 }
 
 /** Runs a bash script to completion (`bash -c script`), with `CLI` set to the CLI's path. */
@@ -49,7 +26,7 @@ export function runBash(script: string, env: Record<string, string> = {}, timeou
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, CLI: cliPath, NODE: process.execPath, ...env },
   });
-  return finished(child, timeoutMs);
+  return exited(child, timeoutMs);
 }
 
 /** One claim as `portlease list --json` prints it. */

@@ -1,5 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { freeRunBase, makeStateDir } from '../helpers.js';
+import { freeRunBase } from '../helpers/sockets.js';
+import { makeStateDir } from '../helpers/state-dir.js';
 import { type ListedClaim, listClaims, runBash, runCli } from './run-cli.js';
 
 // What a CI job does: PORTS=$(portlease claim ...) in a shell script, then uses the ports.

@@ -1,8 +1,10 @@
 import { readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { freeRunBase, makeStateDir, snapshotDir } from '../helpers.js';
-import { finished, runCli, startCli } from './run-cli.js';
+import { freeRunBase } from '../helpers/sockets.js';
+import { makeStateDir, snapshotDir } from '../helpers/state-dir.js';
+import { runCli, startCli } from './run-cli.js';
+import { exited } from '../helpers/processes.js';
 
 let stateDir: string;
 let cleanup: () => void;
@@ -11,7 +13,7 @@ afterEach(() => cleanup());
 
 /** Runs `exec ...args -- node -e 'print PORT'` in its own process and returns the port it got. */
 async function execPort(args: string[]): Promise<number> {
-  const result = await finished(
+  const result = await exited(
     startCli(['exec', '--state-dir', stateDir, ...args, '--', process.execPath, '-e', 'console.log(process.env.PORT)']),
   );
   expect(result).toMatchObject({ code: 0, stderr: '' });

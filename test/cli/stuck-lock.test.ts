@@ -3,8 +3,10 @@ import { chownSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { statePaths } from '../../src/store/state-dir.js';
-import { canRunAsNobody, makeStateDir, NOBODY_SKIP_REASON, nobodyReadableCopy, removeNobodyReadableCopy } from '../helpers.js';
-import { cliPath, finished, startCli } from './run-cli.js';
+import { canRunAsNobody, NOBODY_SKIP_REASON, nobodyReadableCopy, removeNobodyReadableCopy } from '../helpers/nobody.js';
+import { makeStateDir } from '../helpers/state-dir.js';
+import { cliPath, startCli } from './run-cli.js';
+import { exited } from '../helpers/processes.js';
 
 // A stale lock that cannot be removed used to make the waiter spin at 100 % CPU in a
 // synchronous loop: lockTimeoutMs never fired and SIGTERM (handled in JavaScript once
@@ -35,7 +37,7 @@ function claimThroughTimeout(dir: string, cli = cliPath, options: SpawnOptions =
     stdio: ['ignore', 'pipe', 'pipe'],
     ...options,
   });
-  return finished(child, 40_000);
+  return exited(child, 40_000);
 }
 
 describe.skipIf(!hasTimeout).concurrent('a stale lock that cannot be removed', () => {
@@ -65,7 +67,7 @@ describe.skipIf(!hasTimeout).concurrent('a stale lock that cannot be removed', (
     mkdirSync(lockPathIn(stateDir), { recursive: true });
     writeFileSync(join(lockPathIn(stateDir), '.nfs0001'), '');
     const child = startCli(['claim', '--state-dir', stateDir, '--ttl', '5s']);
-    const done = finished(child, 30_000);
+    const done = exited(child, 30_000);
     // Past the 2 s stale time, so the waiter is failing to break the lock when the signal comes.
     await new Promise((resolve) => setTimeout(resolve, 3000));
     const signalledAt = performance.now();

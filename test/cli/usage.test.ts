@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { makeStateDir, snapshotDir } from '../helpers.js';
+import { makeStateDir, snapshotDir } from '../helpers/state-dir.js';
 import { runCli } from './run-cli.js';
 
 // Bad usage: exit 2, one line on stderr naming the problem, nothing on stdout, no state change.

@@ -6,7 +6,7 @@ import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { nobodyReadableCopy } from '../helpers.js';
+import { nobodyReadableCopy } from './nobody.js';
 
 /** A user the tests act as. */
 export interface TestUser {

@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { currentBootId } from '../../src/base/proc.js';
 import { currentStartTime, isOwnerAlive, readStartTime } from '../../src/liveness/liveness.js';
-import { exited } from '../helpers.js';
+import { exited } from '../helpers/processes.js';
 
 const linux = process.platform === 'linux';
 

@@ -7,17 +7,9 @@ import { currentPidNamespace } from '../../src/base/proc.js';
 import { isOwnerAlive } from '../../src/liveness/liveness.js';
 import { probeBeacons, sweepDeadBeacons } from '../../src/liveness/beacon-probe.js';
 import { closeOwnBeacons, ensureOwnBeacon, isBeaconName } from '../../src/liveness/owner-beacon.js';
-import {
-  canRunAsNobody,
-  distEntry,
-  exited,
-  fixturesDir,
-  killAll,
-  makeStateDir,
-  NOBODY_SKIP_REASON,
-  nobodyReadableCopy,
-  removeNobodyReadableCopy,
-} from '../helpers.js';
+import { canRunAsNobody, NOBODY_SKIP_REASON, nobodyReadableCopy, removeNobodyReadableCopy } from '../helpers/nobody.js';
+import { distEntry, exited, fixturesDir, killAll } from '../helpers/processes.js';
+import { makeStateDir } from '../helpers/state-dir.js';
 
 // The copy of the build that nobody reads (made when the tests below check whether they can run).
 afterAll(removeNobodyReadableCopy);
@@ -163,7 +155,7 @@ describe.skipIf(!supported)('owner beacon', () => {
     const { name } = await firstLine<BeaconReport>(child);
     expect(name).toBeDefined();
     // exited() kills the child after the bound; an exit by itself is code 0, no signal.
-    expect(await exited(child, 10_000)).toEqual({ code: 0, signal: null });
+    expect(await exited(child, 10_000)).toMatchObject({ code: 0, signal: null });
     expect(Date.now() - started).toBeLessThan(10_000);
     expect(existsSync(join(dir, name!))).toBe(false);
   });

@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { claimPorts, findSequentialPorts, PortAllocator } from '../../src/index.js';
 import { defaultStateDir, resolveAllocatorOptions, resolveClaimOptions } from '../../src/options/options.js';
-import { freeRunBase, makeStateDir, snapshotDir } from '../helpers.js';
+import { freeRunBase } from '../helpers/sockets.js';
+import { makeStateDir, snapshotDir } from '../helpers/state-dir.js';
 
 let stateDir: string;
 let cleanup: () => void;

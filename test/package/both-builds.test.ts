@@ -2,7 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { listClaims } from '../../src/index.js';
-import { makeStateDir } from '../helpers.js';
+import { makeStateDir } from '../helpers/state-dir.js';
 
 const fixture = join(import.meta.dirname, '..', 'fixtures', 'both-builds.cjs');
 

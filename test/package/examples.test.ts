@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { listClaims } from '../../src/index.js';
-import { makeStateDir } from '../helpers.js';
+import { makeStateDir } from '../helpers/state-dir.js';
 import { installPacked, type PackedInstall, prepareRecipe, run, runnerEnv, runToEnd } from './packed.js';
 
 // Every recipe of examples/ run as its README says, with its real runner and the packed

@@ -1,7 +1,7 @@
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { makeStateDir } from '../helpers.js';
+import { makeStateDir } from '../helpers/state-dir.js';
 import { installPacked, type PackedInstall, repoDir, repoModules, run } from './packed.js';
 
 // The package as a user gets it: `npm pack` of the build, installed into an empty project,

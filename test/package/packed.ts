@@ -3,7 +3,8 @@ import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { type Finished, finished } from '../cli/run-cli.js';
+import { type Finished } from '../cli/run-cli.js';
+import { exited } from '../helpers/processes.js';
 
 export const repoDir = fileURLToPath(new URL('../../', import.meta.url));
 /** The repository's own node_modules, where the test runners the recipes use are installed. */
@@ -29,7 +30,7 @@ export async function runToEnd(
     }
   }, timeoutMs);
   try {
-    const raw = await finished(child, timeoutMs + 5_000);
+    const raw = await exited(child, timeoutMs + 5_000);
     // Runners colour their output whatever the terminal; assertions read the text.
     // eslint-disable-next-line no-control-regex -- the escape character is what is matched
     const plain = (text: string): string => text.replace(/\x1b\[[0-9;]*m/g, '');

@@ -1,8 +1,9 @@
 import { spawn } from 'node:child_process';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { PortAllocator } from '../../src/index.js';
-import { canBind, close, listen, makeStateDir } from '../helpers.js';
-import { finished } from '../cli/run-cli.js';
+import { exited } from '../helpers/processes.js';
+import { canBind, close, listen } from '../helpers/sockets.js';
+import { makeStateDir } from '../helpers/state-dir.js';
 
 let stateDir: string;
 let cleanup: () => void;
@@ -33,7 +34,7 @@ describe('lease.listen()', () => {
       env: { ...process.env, ...sockets.env(['api', 'metrics']) },
     });
     await sockets.close();
-    const result = await finished(child);
+    const result = await exited(child);
     expect(result.stderr).toBe('');
     const [first, second, answered, pidOk] = result.stdout.trim().split(' ');
     expect(pidOk).toBe('true');

@@ -9,7 +9,8 @@ import {
   systemEphemeralRange,
   UNSAFE_PORTS,
 } from '../../src/ports/port-ranges.js';
-import { freeRunBase, hasIPv6, makeStateDir, nextBindableRun } from '../helpers.js';
+import { freeRunBase, hasIPv6, nextBindableRun } from '../helpers/sockets.js';
+import { makeStateDir } from '../helpers/state-dir.js';
 
 const ipv6 = await hasIPv6();
 

@@ -4,29 +4,11 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { HostUnavailableError, isPortleaseError, PortAllocator } from '../../src/index.js';
 import { type AddressStack, findBusyPorts, probeAddresses } from '../../src/ports/probe.js';
-import {
-  bindUdp,
-  canBind,
-  close,
-  closeUdp,
-  distEntry,
-  exited,
-  fixturesDir,
-  freeRunBase,
-  hasIPv6,
-  hasPython,
-  killAll,
-  listen,
-  makeStateDir,
-  nextBindableRun,
-  nextMessage,
-  serveWithPython,
-  storedClaims,
-  canRunAsNobody,
-  NOBODY_SKIP_REASON,
-  nobodyReadableCopy,
-  removeNobodyReadableCopy,
-} from '../helpers.js';
+import { canRunAsNobody, NOBODY_SKIP_REASON, nobodyReadableCopy, removeNobodyReadableCopy } from '../helpers/nobody.js';
+import { distEntry, exited, fixturesDir, killAll, nextMessage } from '../helpers/processes.js';
+import { hasPython, serveWithPython } from '../helpers/python.js';
+import { bindUdp, canBind, close, closeUdp, freeRunBase, hasIPv6, listen, nextBindableRun } from '../helpers/sockets.js';
+import { makeStateDir, storedClaims } from '../helpers/state-dir.js';
 
 // The copy of the build that nobody reads (made when the tests below check whether they can run).
 afterAll(removeNobodyReadableCopy);
@@ -224,7 +206,7 @@ describe.skipIf(!eaccesRunnable)(`EACCES${eaccesRunnable ? '' : ` (${NOBODY_SKIP
   });
 });
 
-describe.skipIf(!hasPython)('claimed ports can really be served', () => {
+describe.skipIf(!hasPython())('claimed ports can really be served', () => {
   it('python3 -m http.server (no SO_REUSEADDR) serves on every port of a default claim', async () => {
     const base = await freeRunBase(3);
     const lease = await new PortAllocator({ stateDir }).claim({ base, count: 3 });

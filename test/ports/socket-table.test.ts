@@ -2,18 +2,9 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { PortAllocator } from '../../src/index.js';
 import { markLocalPorts, procNetSource, SocketTable, type SocketTableSource } from '../../src/ports/socket-table.js';
-import {
-  bindWithoutReuseAddr,
-  canBind,
-  close,
-  freeRunBase,
-  hasPython,
-  holdInTimeWait,
-  listen,
-  makeStateDir,
-  serveWithPython,
-  tcpStates,
-} from '../helpers.js';
+import { bindWithoutReuseAddr, hasPython, serveWithPython } from '../helpers/python.js';
+import { canBind, close, freeRunBase, holdInTimeWait, listen, tcpStates } from '../helpers/sockets.js';
+import { makeStateDir } from '../helpers/state-dir.js';
 
 const linux = process.platform === 'linux';
 
@@ -157,11 +148,11 @@ describe.skipIf(!linux)('TIME_WAIT', () => {
     // The fixture really is the blind spot: only TIME_WAIT is left, Node binds, a plain bind does not.
     expect(tcpStates(base)).toEqual(['06']);
     expect(await canBind(base, '127.0.0.1')).toBe(true);
-    if (hasPython) expect(bindWithoutReuseAddr(base)).toBe('98');
+    if (hasPython()) expect(bindWithoutReuseAddr(base)).toBe('98');
 
     const lease = await new PortAllocator({ stateDir }).claim({ base, count: 2, host: '127.0.0.1' });
     expect(lease.ports).toEqual([base + 1, base + 2]);
-    if (hasPython) for (const port of lease.ports) await serveWithPython(port);
+    if (hasPython()) for (const port of lease.ports) await serveWithPython(port);
 
     // Without the socket table, the bind probe alone hands the TIME_WAIT port out.
     await lease.release();
@@ -181,7 +172,7 @@ describe.skipIf(!linux)('TIME_WAIT', () => {
       expect(tcpStates(base)).toEqual(['06']);
       const next = await allocator.claim({ base, host: '127.0.0.1' });
       expect(next.ports).toEqual([base + 1]);
-      if (hasPython) expect(bindWithoutReuseAddr(base)).toBe('98');
+      if (hasPython()) expect(bindWithoutReuseAddr(base)).toBe('98');
       await next.release();
     }
   });

@@ -9,17 +9,9 @@ import { ownerFields } from '../../src/claims/new-claim.js';
 import { queuedRequest } from '../../src/queue/request.js';
 import { resolveClaimOptions } from '../../src/options/options.js';
 import { statePaths } from '../../src/store/state-dir.js';
-import {
-  exited,
-  forkFixture,
-  freeRunBase,
-  killAll,
-  makeStateDir,
-  nextMessage,
-  processState,
-  storedClaims,
-  untilStopped,
-} from '../helpers.js';
+import { exited, forkFixture, killAll, nextMessage, processState, untilStopped } from '../helpers/processes.js';
+import { freeRunBase } from '../helpers/sockets.js';
+import { makeStateDir, storedClaims } from '../helpers/state-dir.js';
 
 // A process that finds the lock held leaves its claim request in the queue; the holder records
 // it with its own change and removes the request, which wakes the requester. These tests stop

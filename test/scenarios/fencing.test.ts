@@ -3,7 +3,9 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { PortAllocator } from '../../src/index.js';
 import { currentBootId } from '../../src/base/proc.js';
 import { STATE_VERSION } from '../../src/store/store.js';
-import { canBind, exited, forkFixture, freeRunBase, killAll, makeStateDir, nextMessage, storedClaims, untilStopped } from '../helpers.js';
+import { exited, forkFixture, killAll, nextMessage, untilStopped } from '../helpers/processes.js';
+import { canBind, freeRunBase } from '../helpers/sockets.js';
+import { makeStateDir, storedClaims } from '../helpers/state-dir.js';
 
 // A holder paused inside the lock (SIGSTOP, a suspended laptop, a VM stopped by its host)
 // resumes after its lock was broken and another process claimed meanwhile. Whatever step it

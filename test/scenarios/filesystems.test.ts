@@ -5,7 +5,9 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PortAllocator } from '../../src/index.js';
 import { closeOwnBeacons } from '../../src/liveness/owner-beacon.js';
-import { exited, forkFixture, freeRunBase, killAll, storedClaims } from '../helpers.js';
+import { exited, forkFixture, killAll } from '../helpers/processes.js';
+import { freeRunBase } from '../helpers/sockets.js';
+import { storedClaims } from '../helpers/state-dir.js';
 
 // Filesystems differ in what stat reports. On ext4 with 128-byte inodes (old images, some
 // appliances), like on many NFS, FUSE and 9p mounts, there is no birth time, and times

@@ -6,7 +6,9 @@ import { chownSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFile
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freeRunBase, killAll, nobodyReadableCopy, processState, removeNobodyReadableCopy } from '../helpers.js';
+import { nobodyReadableCopy, removeNobodyReadableCopy } from '../helpers/nobody.js';
+import { killAll, processState } from '../helpers/processes.js';
+import { freeRunBase } from '../helpers/sockets.js';
 import { firstJsonLine, sharedTmp, spawnFixtureAs, testUsers, twoUsersUnavailable, type TestUser, userEnv } from '../helpers/users.js';
 
 interface Claimed {

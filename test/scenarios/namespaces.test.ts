@@ -4,7 +4,9 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { PortAllocator } from '../../src/index.js';
 import { closeOwnBeacons } from '../../src/liveness/owner-beacon.js';
-import { distEntry, exited, fixturesDir, freeRunBase, killAll, makeStateDir, storedClaims } from '../helpers.js';
+import { distEntry, exited, fixturesDir, killAll } from '../helpers/processes.js';
+import { freeRunBase } from '../helpers/sockets.js';
+import { makeStateDir, storedClaims } from '../helpers/state-dir.js';
 import { runBash } from '../cli/run-cli.js';
 
 // Containers, `unshare` and CI jobs in containers may share one state directory. A PID

@@ -5,7 +5,8 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { PortAllocator, StateIoError } from '../../src/index.js';
 import { statePaths } from '../../src/store/state-dir.js';
 import { currentBootId } from '../../src/base/proc.js';
-import { freeRunBase, makeStateDir } from '../helpers.js';
+import { freeRunBase } from '../helpers/sockets.js';
+import { makeStateDir } from '../helpers/state-dir.js';
 
 // Anyone who can write a shared state directory could plant a FIFO or a device where
 // portlease expects a file. Opening one for reading would block forever, deaf to signals.

@@ -1,6 +1,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { exited, forkFixture, killAll, makeStateDir, nextMessage } from '../helpers.js';
+import { exited, forkFixture, killAll, nextMessage } from '../helpers/processes.js';
+import { makeStateDir } from '../helpers/state-dir.js';
 
 const PROCESSES = 16;
 const PORTS_EACH = 3;

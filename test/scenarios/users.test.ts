@@ -4,7 +4,9 @@
 // its holder; a private mount namespace made with unshare.
 import { spawn, spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freeRunBase, killAll, nobodyReadableCopy, removeNobodyReadableCopy } from '../helpers.js';
+import { nobodyReadableCopy, removeNobodyReadableCopy } from '../helpers/nobody.js';
+import { killAll } from '../helpers/processes.js';
+import { freeRunBase } from '../helpers/sockets.js';
 import { firstJsonLine, sharedTmp, spawnFixtureAs, testUsers, twoUsersUnavailable, type TestUser, userEnv } from '../helpers/users.js';
 
 interface Claimed {

@@ -3,7 +3,9 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { LockTimeoutError, PortAllocator } from '../../src/index.js';
 import { StateLock } from '../../src/store/lock.js';
-import { exited, forkFixture, freeRunBase, killAll, makeStateDir, nextMessage, storedClaims } from '../helpers.js';
+import { exited, forkFixture, killAll, nextMessage } from '../helpers/processes.js';
+import { freeRunBase } from '../helpers/sockets.js';
+import { makeStateDir, storedClaims } from '../helpers/state-dir.js';
 
 let stateDir: string;
 let cleanup: () => void;

@@ -4,7 +4,9 @@ import { dirname, join } from 'node:path';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { isPortleaseError, PortAllocator, UnsafeStateDirError } from '../../src/index.js';
 import { prepareStateDir, statePaths } from '../../src/store/state-dir.js';
-import { canRunAsNobody, freeRunBase, makeStateDir, NOBODY_SKIP_REASON, nobodyReadableCopy, removeNobodyReadableCopy } from '../helpers.js';
+import { canRunAsNobody, NOBODY_SKIP_REASON, nobodyReadableCopy, removeNobodyReadableCopy } from '../helpers/nobody.js';
+import { freeRunBase } from '../helpers/sockets.js';
+import { makeStateDir } from '../helpers/state-dir.js';
 
 const posix = process.platform !== 'win32';
 const isRoot = process.getuid?.() === 0;

@@ -3,7 +3,8 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { PortAllocator } from '../../src/index.js';
 import { MAX_STICKY_LABELS, readStickyMemory, rememberSticky } from '../../src/store/sticky-memory.js';
-import { freeRunBase, makeStateDir } from '../helpers.js';
+import { freeRunBase } from '../helpers/sockets.js';
+import { makeStateDir } from '../helpers/state-dir.js';
 
 let stateDir: string;
 let cleanup: () => void;

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { StateIoError } from '../../src/base/errors.js';
 import { type ClaimRecord, isClaimRecord, recordKey, STATE_VERSION } from '../../src/store/format.js';
 import { StateStore } from '../../src/store/store.js';
-import { makeStateDir } from '../helpers.js';
+import { makeStateDir } from '../helpers/state-dir.js';
 
 // The state reader meets whatever is in a shared directory: arbitrary bytes, arbitrary JSON.
 // It must never crash (only a typed error), never hang, never produce a claim that is not

@@ -19,7 +19,9 @@ import { type ClaimRecord, CORRUPT_STATE_WARNING, STATE_VERSION, StateStore } fr
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { currentBootId } from '../../src/base/proc.js';
 import { statePaths } from '../../src/store/state-dir.js';
-import { distEntry, fixturesDir, freeRunBase, killAll, makeStateDir, nextMessage, storedClaims } from '../helpers.js';
+import { distEntry, fixturesDir, killAll, nextMessage } from '../helpers/processes.js';
+import { freeRunBase } from '../helpers/sockets.js';
+import { makeStateDir, storedClaims } from '../helpers/state-dir.js';
 
 /** Mounting a tmpfs needs root (CI runs as root); elsewhere the full-disk case is skipped, and says so. */
 const canMountTmpfs = ((): boolean => {

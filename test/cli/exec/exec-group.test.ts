@@ -3,8 +3,10 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { canBind, exited, fixturesDir, forkFixture, freeRunBase, makeStateDir, nextMessage } from '../../helpers.js';
-import { cliPath, finished, listClaims, startCli, waitFor } from '../run-cli.js';
+import { exited, fixturesDir, forkFixture, nextMessage } from '../../helpers/processes.js';
+import { canBind, freeRunBase } from '../../helpers/sockets.js';
+import { makeStateDir } from '../../helpers/state-dir.js';
+import { cliPath, listClaims, startCli, waitFor } from '../run-cli.js';
 
 let stateDir: string;
 let cleanup: () => void;
@@ -88,7 +90,7 @@ describe('portlease exec process groups', () => {
       ]);
       children.push(exec);
       const waitLines = lines(exec);
-      const done = finished(exec);
+      const done = exited(exec);
       const servers = (await waitLines(/^listening /, 2)).map((text) => Number(text.split(' ')[2]));
       strays.push(...servers);
       expect(servers.every(isLive)).toBe(true);
@@ -133,7 +135,7 @@ describe('portlease exec process groups', () => {
     ]);
     children.push(exec);
     const waitLines = lines(exec);
-    const done = finished(exec);
+    const done = exited(exec);
     const servers = (await waitLines(/^listening /, 2)).map((text) => Number(text.split(' ')[2]));
     strays.push(...servers);
     exec.kill('SIGTERM');
@@ -170,7 +172,7 @@ describe('portlease exec process groups', () => {
       ]);
       children.push(exec);
       const waitLines = lines(exec);
-      const done = finished(exec, 30_000);
+      const done = exited(exec, 30_000);
       const shPid = Number((await waitLines(/^sh \d+$/, 1))[0]!.split(' ')[1]);
       // Another process holds the lock when sh exits: nothing can be handed over meanwhile.
       const holder = forkFixture('hold-lock.mjs', [stateDir]);
@@ -282,7 +284,7 @@ describe('portlease exec process groups', () => {
       ],
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );
-    const execPid = Number((await finished(shell)).stdout.trim());
+    const execPid = Number((await exited(shell)).stdout.trim());
     strays.push(execPid);
     // Two owners of one run: the command, and portlease exec sharing it.
     await waitFor(async () => (await listClaims(stateDir)).length === 2, 'the claim');

@@ -4,8 +4,10 @@ import { get as httpGet } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { distEntry, fixturesDir, hasPython, makeStateDir, snapshotDir } from '../../helpers.js';
-import { finished, type Finished, listClaims, startCli, waitFor } from '../run-cli.js';
+import { distEntry, fixturesDir, exited } from '../../helpers/processes.js';
+import { hasPython } from '../../helpers/python.js';
+import { makeStateDir, snapshotDir } from '../../helpers/state-dir.js';
+import { type Finished, listClaims, startCli, waitFor } from '../run-cli.js';
 
 let stateDir: string;
 let cleanup: () => void;
@@ -90,10 +92,10 @@ async function withThief(
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   children.push(thief);
-  const thiefDone = finished(thief);
+  const thiefDone = exited(thief);
   const exec = startCli(['exec', '--state-dir', stateDir, '--host', '127.0.0.1', ...execArgs, '--', ...server, tried, stop]);
   children.push(exec);
-  const execDone = finished(exec);
+  const execDone = exited(exec);
   let body: string | undefined;
   if (expectAnswer) {
     // Tentative claims come and go while the thief races the probe: ask the current one each time.
@@ -133,7 +135,7 @@ describe('portlease exec --listen', () => {
     expect(await listClaims(stateDir)).toEqual([]);
   });
 
-  it.skipIf(skipUnix || !hasPython)('hands a Python server (socket.socket(fileno=3)) its socket; the thief never binds it', async () => {
+  it.skipIf(skipUnix || !hasPython())('hands a Python server (socket.socket(fileno=3)) its socket; the thief never binds it', async () => {
     const { exec, thief, body } = await withThief(['--listen', '--count', '2'], ['python3', '-c', PYTHON_FD_SERVER], true);
     const [port, ...rest] = body!.split(' ').slice(1);
     expect(rest).toEqual(['2', 'PORT_0:PORT_1', 'true']);
@@ -150,7 +152,7 @@ describe('portlease exec --listen', () => {
       const listed = JSON.parse(execFileSync(process.execPath, [process.argv[1], 'list', '--json', '--state-dir', process.argv[2]], { encoding: 'utf8' }));
       console.log(JSON.stringify({ pid: process.pid, owners: listed.claims.map((claim) => claim.pid), sockets: [3, 4].map((fd) => fstatSync(fd).isSocket()) }));`;
     const { cliPath } = await import('../run-cli.js');
-    const result = await finished(
+    const result = await exited(
       startCli(['exec', '--state-dir', stateDir, '--listen', '-n', '2', '--', process.execPath, '-e', script, cliPath, stateDir]),
     );
     expect(result).toMatchObject({ code: 0, stderr: '' });
@@ -163,7 +165,7 @@ describe('portlease exec --listen', () => {
 
   it('refuses more than 6 ports with a usage error, changing nothing', async () => {
     const before = snapshotDir(stateDir);
-    const result = await finished(startCli(['exec', '--state-dir', stateDir, '--listen', '--count', '7', '--', 'true']));
+    const result = await exited(startCli(['exec', '--state-dir', stateDir, '--listen', '--count', '7', '--', 'true']));
     expect(result).toMatchObject({ code: 2, stdout: '' });
     expect(result.stderr).toContain('--listen hands over at most 6 ports');
     expect(snapshotDir(stateDir)).toEqual(before);

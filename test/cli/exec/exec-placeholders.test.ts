@@ -4,8 +4,11 @@ import { get as httpGet } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { freeRunBase, hasPython, makeStateDir, snapshotDir } from '../../helpers.js';
-import { finished, listClaims, startCli, waitFor } from '../run-cli.js';
+import { hasPython } from '../../helpers/python.js';
+import { freeRunBase } from '../../helpers/sockets.js';
+import { makeStateDir, snapshotDir } from '../../helpers/state-dir.js';
+import { listClaims, startCli, waitFor } from '../run-cli.js';
+import { exited } from '../../helpers/processes.js';
 
 let stateDir: string;
 let cleanup: () => void;
@@ -38,7 +41,7 @@ function httpStatus(port: number): Promise<number | undefined> {
 }
 
 describe('portlease exec placeholders', () => {
-  it.skipIf(!hasPython)('runs python3 -m http.server {PORT}, which serves on the claimed port', async () => {
+  it.skipIf(!hasPython())('runs python3 -m http.server {PORT}, which serves on the claimed port', async () => {
     const base = await freeRunBase(2);
     const root = mkdtempSync(join(tmpdir(), 'portlease-serve-'));
     try {
@@ -46,7 +49,7 @@ describe('portlease exec placeholders', () => {
         ['--count', '2', '--base', String(base), '--host', '127.0.0.1'],
         ['python3', '-m', 'http.server', '--bind', '127.0.0.1', '--directory', root, '{PORT}'],
       );
-      const done = finished(child);
+      const done = exited(child);
       let port = 0;
       await waitFor(async () => {
         const claims = await listClaims(stateDir);
@@ -64,7 +67,7 @@ describe('portlease exec placeholders', () => {
 
   it('fills in {PORT}, {PORTS}, {PORT_n} and --names, keeps escapes, shell syntax and other braces', async () => {
     const base = await freeRunBase(3);
-    const result = await finished(
+    const result = await exited(
       exec(
         ['--base', String(base), '--names', 'api,db,metrics', '--prefix', 'X_'],
         [
@@ -98,7 +101,7 @@ describe('portlease exec placeholders', () => {
   });
 
   it('sets the named variables in the environment too', async () => {
-    const result = await finished(
+    const result = await exited(
       exec(['--names', 'web,db'], [process.execPath, '-e', 'console.log(process.env.WEB_PORT, process.env.DB_PORT, process.env.PORT)']),
     );
     expect(result.stdout).toMatch(/^(\d+) (\d+) \1\n$/);
@@ -115,7 +118,7 @@ describe('portlease exec placeholders', () => {
     [['--names', 'api,db', '--count', '3'], ['echo'], /--count 3 does not match the 2 names/],
   ])('refuses %j -- %j with a usage error, running and changing nothing', async (args, command, message) => {
     const before = snapshotDir(stateDir);
-    const result = await finished(exec(args, command));
+    const result = await exited(exec(args, command));
     expect(result).toMatchObject({ code: 2, stdout: '' });
     expect(result.stderr).toMatch(/^portlease: PORTLEASE_USAGE: /);
     expect(result.stderr).toMatch(message);

@@ -1,8 +1,10 @@
 import { type ChildProcess } from 'node:child_process';
 import { connect } from 'node:net';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { exited, freeRunBase, makeStateDir } from '../../helpers.js';
-import { cliPath, finished, isRunning, listClaims, startCli, waitFor } from '../run-cli.js';
+import { exited } from '../../helpers/processes.js';
+import { freeRunBase } from '../../helpers/sockets.js';
+import { makeStateDir } from '../../helpers/state-dir.js';
+import { cliPath, isRunning, listClaims, startCli, waitFor } from '../run-cli.js';
 
 let stateDir: string;
 let cleanup: () => void;
@@ -57,7 +59,7 @@ describe('portlease exec', () => {
       ['--count', '3', '--base', String(base)],
       [process.execPath, '-e', script, cliPath, stateDir, 'a b', '$HOME', '*', '"q"'],
     );
-    const result = await finished(child);
+    const result = await exited(child);
     expect(result).toMatchObject({ code: 0, stderr: '' });
     const seen = JSON.parse(result.stdout) as {
       env: unknown[];
@@ -79,7 +81,7 @@ describe('portlease exec', () => {
       ['--count', '2', '--prefix', 'DB_'],
       [process.execPath, '-e', 'console.log(process.env.DB_PORT, process.env.DB_PORTS, process.env.DB_PORT_1, process.env.PORT)'],
     );
-    const result = await finished(child);
+    const result = await exited(child);
     expect(result.stdout).toMatch(/^(\d+) \1 (\d+) \2 undefined\n$/);
   });
 
@@ -101,12 +103,12 @@ describe('portlease exec', () => {
         .on('error', reject);
     });
     expect(reply).toBe('hello');
-    expect(await finished(child)).toMatchObject({ code: 0 });
+    expect(await exited(child)).toMatchObject({ code: 0 });
     expect(await listClaims(stateDir)).toEqual([]);
   });
 
   it("exits with the command's exit code", async () => {
-    const result = await finished(exec([], [process.execPath, '-e', 'process.exit(7)']));
+    const result = await exited(exec([], [process.execPath, '-e', 'process.exit(7)']));
     expect(result.code).toBe(7);
     expect(await listClaims(stateDir)).toEqual([]);
   });
@@ -128,7 +130,7 @@ describe('portlease exec', () => {
     expect(claims).toHaveLength(2);
     expect(claims[0]!.ports).toEqual(claims[1]!.ports);
     expect(claims.map((claim) => claim.pid)).toContain(child.pid);
-    const done = finished(child);
+    const done = exited(child);
     child.kill('SIGTERM');
     const result = await done;
     expect(result.stdout).toContain('child got SIGTERM');
@@ -139,7 +141,7 @@ describe('portlease exec', () => {
   it('exits 128+N when the command dies of signal N', async () => {
     const child = exec([], [process.execPath, '-e', `${HOLD} console.log('ready');`]);
     await line(child, /^ready$/);
-    const done = finished(child);
+    const done = exited(child);
     child.kill('SIGINT');
     expect((await done).code).toBe(130);
     expect(await listClaims(stateDir)).toEqual([]);
@@ -151,7 +153,7 @@ describe('portlease exec', () => {
     strays.push(commandPid);
     child.kill('SIGKILL');
     // 'exit', not 'close': the orphaned command still holds the inherited stdout open.
-    expect(await exited(child)).toEqual({ code: null, signal: 'SIGKILL' });
+    expect(await exited(child, 20_000, 'exit')).toMatchObject({ code: null, signal: 'SIGKILL' });
     expect(isRunning(commandPid)).toBe(true);
     // portlease's share died with it; the command's own claim lives on.
     const claims = await listClaims(stateDir);
@@ -163,7 +165,7 @@ describe('portlease exec', () => {
   });
 
   it('reports a command that does not exist with exit 127 and leaves no claim', async () => {
-    const result = await finished(exec([], ['portlease-no-such-command', 'x']));
+    const result = await exited(exec([], ['portlease-no-such-command', 'x']));
     expect(result.code).toBe(127);
     expect(result.stderr).toBe('portlease: portlease-no-such-command: command not found\n');
     expect(await listClaims(stateDir)).toEqual([]);
@@ -171,8 +173,8 @@ describe('portlease exec', () => {
 
   it('runs nothing, and exits 3, when the claim fails', async () => {
     // Hold 65535 (or find it busy already), so that no run of one port fits from there.
-    await finished(startCli(['claim', '--base', '65535', '--ttl', '1m', '--host', '127.0.0.1', '--state-dir', stateDir]));
-    const result = await finished(exec(['--base', '65535', '--host', '127.0.0.1'], [process.execPath, '-e', 'console.log("ran")']));
+    await exited(startCli(['claim', '--base', '65535', '--ttl', '1m', '--host', '127.0.0.1', '--state-dir', stateDir]));
+    const result = await exited(exec(['--base', '65535', '--host', '127.0.0.1'], [process.execPath, '-e', 'console.log("ran")']));
     expect(result).toMatchObject({ code: 3, stdout: '' });
     expect(result.stderr).toMatch(/^portlease: PORTLEASE_EXHAUSTED: [^\n]*\n$/);
   });
