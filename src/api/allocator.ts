@@ -12,7 +12,7 @@ import {
   toStickyPorts,
 } from '../claims/lease.js';
 import { currentStartTime, readStartTime } from '../liveness/liveness.js';
-import { ClaimTokens, TokensElsewhere } from '../claims/claim-tokens.js';
+import { ClaimTokens, claimsElsewhere, TokensElsewhere, warnNoTokens } from '../claims/claim-tokens.js';
 import { shareChange } from '../claims/share.js';
 import { ownerFields, recordNewClaim, warmUpSearch } from '../claims/new-claim.js';
 import { dropWhere, OwnClaims, releasePorts } from '../claims/own-claims.js';
@@ -29,11 +29,9 @@ import { SkipRuleSetCache, watchedOpens, SkippedPorts } from '../ports/skipped-p
 import { SocketTable } from '../ports/socket-table.js';
 import { readStickyMemory } from '../store/sticky-memory.js';
 import type { ClaimRecord } from '../store/format.js';
-import { type PortTokens, tokensInUse } from '../ports/port-tokens.js';
-import { userName } from '../base/users.js';
+import type { PortTokens } from '../ports/port-tokens.js';
 import { STATE_DIR_MODE, STATE_FILE_MODE, statePaths, type StatePaths } from '../store/state-dir.js';
 import { StateTransactions } from '../store/transaction.js';
-import { warnOnce } from '../base/warnings.js';
 import { ClaimQueue } from '../queue/queue-dir.js';
 import { QueueServer } from '../queue/holder.js';
 import { type QueueingContext, recordFirstClaim } from '../queue/requester.js';
@@ -263,26 +261,7 @@ export class PortAllocator {
    * file holds. Linux only (elsewhere: none). Reads `/proc/net/unix`; touches no socket.
    */
   listElsewhere(): ClaimElsewhere[] {
-    const own = new Set(this.transactions.read().claims.flatMap((claim) => claimedPorts(claim)));
-    const { ports, claims } = tokensInUse();
-    const foreign = [...ports].filter((port) => !own.has(port)).sort((a, b) => a - b);
-    const described = claims.filter((claim) => !own.has(claim.start));
-    const listed: ClaimElsewhere[] = [];
-    const covered = new Set<number>();
-    for (const claim of described.sort((a, b) => a.start - b.start)) {
-      const claimPorts = Array.from({ length: claim.count }, (_, index) => claim.start + index).filter((port) => ports.has(port));
-      if (claimPorts.length === 0) continue; // a description whose tokens are gone, or never were
-      for (const port of claimPorts) covered.add(port);
-      listed.push({ ports: claimPorts, uid: claim.uid, user: userName(claim.uid), pid: claim.pid, label: claim.label });
-    }
-    // Tokens nobody describes (a holder that could not, or would not): listed port by port run.
-    for (const port of foreign) {
-      if (covered.has(port)) continue;
-      const last = listed[listed.length - 1];
-      if (last !== undefined && last.uid === undefined && last.ports[last.ports.length - 1] === port - 1) last.ports.push(port);
-      else listed.push({ ports: [port], uid: undefined, user: undefined, pid: undefined, label: undefined });
-    }
-    return listed.sort((a, b) => a.ports[0]! - b.ports[0]!);
+    return claimsElsewhere(this.transactions.read().claims);
   }
 
   /**
@@ -312,17 +291,4 @@ export class PortAllocator {
   private ownerCheck(): OwnerCheck {
     return memoizeOwnerCheck((claim, ageMs) => this.owners.isAlive(claim, ageMs));
   }
-}
-
-/** Code of the warning emitted once when port tokens cannot be held here (see ports/port-tokens.ts). */
-export const NO_PORT_TOKENS_WARNING = 'PORTLEASE_NO_PORT_TOKENS';
-
-/** Where tokens are unavailable on Linux (the system refuses abstract sockets), says so once: claims then only hold within the state directory. */
-function warnNoTokens(reason: string): void {
-  if (process.platform !== 'linux') return;
-  warnOnce(
-    NO_PORT_TOKENS_WARNING,
-    `portlease: port tokens cannot be held here (${reason}); claims keep out only the processes of this state directory, not other users or containers.`,
-    NO_PORT_TOKENS_WARNING,
-  );
 }

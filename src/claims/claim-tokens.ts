@@ -7,6 +7,8 @@
  */
 import { processCache, processSlot } from '../base/process-state.js';
 import { userName } from '../base/users.js';
+import { warnOnce } from '../base/warnings.js';
+import type { ClaimElsewhere } from './lease.js';
 import { STATE_FILE_MODE, type StatePaths } from '../store/state-dir.js';
 import type { ClaimRecord } from '../store/format.js';
 import { type DescribedClaim, type PortTokens, type TakenTokens, takeTokens, tokensInUse } from '../ports/port-tokens.js';
@@ -136,4 +138,44 @@ export class TokensElsewhere implements HeldElsewhere {
 export function describeUser(uid: number): string {
   const name = userName(uid);
   return name === undefined ? `uid ${uid}` : `user ${name} (uid ${uid})`;
+}
+
+/**
+ * The claims held elsewhere in this network namespace, by other users or through other state
+ * directories: the ports their tokens hold that none of `own` (this state file's claims) holds.
+ */
+export function claimsElsewhere(own: readonly ClaimRecord[]): ClaimElsewhere[] {
+  const ownPorts = new Set(own.flatMap((claim) => claimedPorts(claim)));
+  const { ports, claims } = tokensInUse();
+  const foreign = [...ports].filter((port) => !ownPorts.has(port)).sort((a, b) => a - b);
+  const described = claims.filter((claim) => !ownPorts.has(claim.start));
+  const listed: ClaimElsewhere[] = [];
+  const covered = new Set<number>();
+  for (const claim of described.sort((a, b) => a.start - b.start)) {
+    const claimPorts = Array.from({ length: claim.count }, (_, index) => claim.start + index).filter((port) => ports.has(port));
+    if (claimPorts.length === 0) continue; // a description whose tokens are gone, or never were
+    for (const port of claimPorts) covered.add(port);
+    listed.push({ ports: claimPorts, uid: claim.uid, user: userName(claim.uid), pid: claim.pid, label: claim.label });
+  }
+  // Tokens nobody describes (a holder that could not, or would not): listed port by port run.
+  for (const port of foreign) {
+    if (covered.has(port)) continue;
+    const last = listed[listed.length - 1];
+    if (last !== undefined && last.uid === undefined && last.ports[last.ports.length - 1] === port - 1) last.ports.push(port);
+    else listed.push({ ports: [port], uid: undefined, user: undefined, pid: undefined, label: undefined });
+  }
+  return listed.sort((a, b) => a.ports[0]! - b.ports[0]!);
+}
+
+/** Code of the warning emitted once when port tokens cannot be held here (see ports/port-tokens.ts). */
+export const NO_PORT_TOKENS_WARNING = 'PORTLEASE_NO_PORT_TOKENS';
+
+/** Where tokens are unavailable on Linux (the system refuses abstract sockets), says so once: claims then only hold within the state directory. */
+export function warnNoTokens(reason: string): void {
+  if (process.platform !== 'linux') return;
+  warnOnce(
+    NO_PORT_TOKENS_WARNING,
+    `portlease: port tokens cannot be held here (${reason}); claims keep out only the processes of this state directory, not other users or containers.`,
+    NO_PORT_TOKENS_WARNING,
+  );
 }

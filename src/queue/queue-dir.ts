@@ -24,7 +24,6 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { basename, join } from 'node:path';
-import type { LockWaiter } from '../store/lock.js';
 import { pausePoint } from '../base/pause-points.js';
 import { errnoCode, NEW_FILE_FLAGS, READ_NO_FOLLOW_FLAGS, unlinkQuietly } from '../base/fs.js';
 import { randomToken } from '../base/random.js';
@@ -53,10 +52,6 @@ const COARSE_TIME_MS = 1000;
 // Waiters woken after each release: the oldest may be stopped or dead, and all of them would
 // contend for the lock at once.
 const NUDGED_PER_RELEASE = 2;
-
-// A queued waiter retries the lock on its own this often (randomized ±50 %), for holders that
-// crash, or that wake nobody (another version of portlease sharing the directory).
-const FALLBACK_RETRY_MS = 40;
 
 /**
  * The request in the file at `path`, if it is a small regular file. Never through a planted
@@ -279,43 +274,5 @@ export class QueueTicket {
   private stopWatching(): void {
     this.watcher?.close();
     this.watcher = undefined;
-  }
-}
-
-/**
- * Waits for the lock as a queued request: the request is written at the first wait (a process
- * that finds the lock free never writes one), then each wait lasts until a holder settles or
- * nudges it, or the fallback retry. Once withdrawn, it waits as any other lock waiter.
- */
-export class QueueWaiter implements LockWaiter {
-  private readonly queue: ClaimQueue;
-  private readonly name: string;
-  private readonly body: (remainingMs: number) => unknown;
-  private ticket: QueueTicket | null | undefined;
-
-  /** @param body - the request, made only if it is queued, given how long its owner still waits. */
-  constructor(queue: ClaimQueue, name: string, body: (remainingMs: number) => unknown) {
-    this.queue = queue;
-    this.name = name;
-    this.body = body;
-  }
-
-  get done(): boolean {
-    return this.ticket?.settled ?? false;
-  }
-
-  wait(remainingMs: number): Promise<void> | undefined {
-    if (this.ticket === undefined) {
-      const body = this.body(remainingMs);
-      this.ticket = body === undefined ? null : (this.queue.enqueue(this.name, body) ?? null);
-      if (this.ticket !== null) pausePoint('queued');
-    }
-    if (this.ticket === null || this.ticket.isWithdrawn) return undefined;
-    return this.ticket.wait(Math.min(remainingMs, FALLBACK_RETRY_MS * (0.5 + Math.random())));
-  }
-
-  /** Takes the request back if it was queued (idempotent). */
-  withdraw(): void {
-    this.ticket?.withdraw();
   }
 }

@@ -10,7 +10,9 @@ import { newClaimId } from '../base/process-state.js';
 import type { PortRange } from '../base/port-numbers.js';
 import type { ClaimRecord } from '../store/format.js';
 import type { StateChange, StateTransactions } from '../store/transaction.js';
-import { type ClaimQueue, QueueWaiter } from './queue-dir.js';
+import type { LockWaiter } from '../store/lock.js';
+import { pausePoint } from '../base/pause-points.js';
+import type { ClaimQueue, QueueTicket } from './queue-dir.js';
 import { BREAK_MARGIN_MS, queuedRequest } from './request.js';
 import { debugLetGo } from '../base/debug.js';
 
@@ -85,5 +87,47 @@ export async function recordFirstClaim(
     return served;
   } finally {
     waiter.withdraw();
+  }
+}
+
+// A queued waiter retries the lock on its own this often (randomized ±50 %), for holders that
+// crash, or that wake nobody (another version of portlease sharing the directory).
+const FALLBACK_RETRY_MS = 40;
+
+/**
+ * Waits for the lock as a queued request: the request is written at the first wait (a process
+ * that finds the lock free never writes one), then each wait lasts until a holder settles or
+ * nudges it, or the fallback retry. Once withdrawn, it waits as any other lock waiter.
+ */
+class QueueWaiter implements LockWaiter {
+  private readonly queue: ClaimQueue;
+  private readonly name: string;
+  private readonly body: (remainingMs: number) => unknown;
+  private ticket: QueueTicket | null | undefined;
+
+  /** @param body - the request, made only if it is queued, given how long its owner still waits. */
+  constructor(queue: ClaimQueue, name: string, body: (remainingMs: number) => unknown) {
+    this.queue = queue;
+    this.name = name;
+    this.body = body;
+  }
+
+  get done(): boolean {
+    return this.ticket?.settled ?? false;
+  }
+
+  wait(remainingMs: number): Promise<void> | undefined {
+    if (this.ticket === undefined) {
+      const body = this.body(remainingMs);
+      this.ticket = body === undefined ? null : (this.queue.enqueue(this.name, body) ?? null);
+      if (this.ticket !== null) pausePoint('queued');
+    }
+    if (this.ticket === null || this.ticket.isWithdrawn) return undefined;
+    return this.ticket.wait(Math.min(remainingMs, FALLBACK_RETRY_MS * (0.5 + Math.random())));
+  }
+
+  /** Takes the request back if it was queued (idempotent). */
+  withdraw(): void {
+    this.ticket?.withdraw();
   }
 }

@@ -1,10 +1,11 @@
-import { lstatSync, mkdirSync, realpathSync, rmdirSync, type Stats, statSync, utimesSync } from 'node:fs';
+import { lstatSync, mkdirSync, rmdirSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import lockfile from 'proper-lockfile';
 import { LockTimeoutError, STATE_IO_ADVICE, StateIoError } from '../base/errors.js';
 import { errnoCode } from '../base/fs.js';
 import { warnOnce } from '../base/warnings.js';
+import { forgetfulFs, identityOf, identityOfStats, lockIdentityJustMade, synchronousFs } from './lock-fs.js';
 
 /** Settings of a {@link StateLock}. */
 export interface LockSettings {
@@ -13,55 +14,6 @@ export interface LockSettings {
   /** A lock that stays unchanged this long, by the waiter's own clock, belongs to a stalled or crashed holder and may be broken. */
   staleMs: number;
 }
-
-type Callback<T> = (error: NodeJS.ErrnoException | null, value?: T) => void;
-
-function callSync<T>(work: () => T, callback: Callback<T>): void {
-  let result: T;
-  try {
-    result = work();
-  } catch (error) {
-    callback(error as NodeJS.ErrnoException);
-    return;
-  }
-  callback(null, result);
-}
-
-/**
- * The filesystem proper-lockfile sees: node's synchronous calls behind its callback
- * interface, so a lock attempt completes within the call with no thread-pool round trips.
- * It is one long-lived object because proper-lockfile caches the filesystem's mtime
- * precision on the `fs` it is given; its own `lockSync` builds a new one per call and
- * probes again every time.
- */
-// What proper-lockfile's stat found right after our own mkdir made the lock directory: the
-// identity a new holder records, without a second stat of the same directory.
-let justMade: string | undefined;
-let madeAndStatted: { path: string; stats: Stats } | undefined;
-
-const synchronousFs = {
-  mkdir: (path: string, callback: Callback<void>) =>
-    callSync(() => {
-      justMade = undefined;
-      mkdirSync(path);
-      justMade = path;
-    }, callback),
-  rmdir: (path: string, callback: Callback<void>) => callSync(() => rmdirSync(path), callback),
-  // proper-lockfile's exit hook removes a lock still held at exit with this.
-  rmdirSync: (path: string) => rmdirSync(path),
-  stat: (path: string, callback: Callback<unknown>) =>
-    callSync(() => {
-      const stats = statSync(path);
-      if (path === justMade) madeAndStatted = { path, stats };
-      justMade = undefined;
-      return stats;
-    }, callback),
-  realpath: (path: string, callback: Callback<string>) => callSync(() => realpathSync(path), callback),
-  utimes: (path: string, atime: Date, mtime: Date, callback: Callback<void>) => callSync(() => utimesSync(path, atime, mtime), callback),
-};
-
-/** The filesystem for forgetting a lock that is no longer ours: everything but rmdir. */
-const forgetfulFs = { ...synchronousFs, rmdir: (_path: string, callback: Callback<void>) => callback(null) };
 
 // proper-lockfile's own stale takeover compares this host's clock with the lock's mtime and
 // is check-then-remove: two waiters that both see the same stale lock can both end up
@@ -101,24 +53,6 @@ export interface HeldLock {
   isStillHeld(): boolean;
   /** Releases the lock; never throws. */
   release(): void;
-}
-
-/**
- * What tells one lock directory from the next: a re-made directory has a new change time,
- * whatever its inode number (the fraction of `ctimeMs` keeps sub-microsecond precision).
- */
-function identityOf(path: string): string | undefined {
-  let stats: Stats;
-  try {
-    stats = lstatSync(path);
-  } catch {
-    return undefined;
-  }
-  return identityOfStats(stats);
-}
-
-function identityOfStats(stats: Stats): string {
-  return `${stats.ino}:${stats.ctimeMs}:${stats.mtimeMs}`;
 }
 
 /**
@@ -230,8 +164,7 @@ export class StateLock {
   }
 
   private held(release: () => void): HeldLock {
-    const statted = madeAndStatted?.path === this.lockPath ? madeAndStatted.stats : undefined;
-    madeAndStatted = undefined;
+    const statted = lockIdentityJustMade(this.lockPath);
     // A directory is never a symlink here (mkdir made it), so stat and lstat agree.
     const identity = statted === undefined ? identityOf(this.lockPath) : identityOfStats(statted);
     const isStillHeld = (): boolean => identity !== undefined && identityOf(this.lockPath) === identity;
