@@ -1,18 +1,15 @@
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect } from 'vitest';
 import { canBind, freeRunBase, listen, close } from '../helpers/sockets.js';
-import { makeStateDir } from '../helpers/state-dir.js';
+import { stateTest } from '../helpers/state-dir.js';
 import { isRunning, listClaims, runCli, waitFor } from './run-cli.js';
 import { exited } from '../helpers/processes.js';
 
-let stateDir: string;
-let cleanup: () => void;
-beforeEach(() => ({ dir: stateDir, cleanup } = makeStateDir()));
-afterEach(() => cleanup());
+const it = stateTest;
 
 describe('portlease claim', () => {
-  it('prints consecutive ports, claimed for the calling process', async () => {
+  it('prints consecutive ports, claimed for the calling process', async ({ stateDir }) => {
     const base = await freeRunBase(3);
     const result = await runCli([
       'claim',
@@ -40,7 +37,7 @@ describe('portlease claim', () => {
     ]);
   });
 
-  it.skipIf(process.platform !== 'linux')('passes the probe options on: --exclude, --protocol, --allow-ephemeral', async () => {
+  it.skipIf(process.platform !== 'linux')('passes the probe options on: --exclude, --protocol, --allow-ephemeral', async ({ stateDir }) => {
     const base = await freeRunBase(6);
     const excluded = await runCli([
       'claim',
@@ -73,7 +70,7 @@ describe('portlease claim', () => {
     expect(Number(skipped.stdout)).toBeGreaterThan(last!);
   });
 
-  it('prints one JSON object with --json, and nothing else', async () => {
+  it('prints one JSON object with --json, and nothing else', async ({ stateDir }) => {
     const result = await runCli(['claim', '--count', '2', '--json', '--ttl', '30m', '--state-dir', stateDir]);
     expect(result.code).toBe(0);
     const printed = JSON.parse(result.stdout) as { ports: number[]; pid: number; host: string; label: null; expiresAt: string };
@@ -84,7 +81,7 @@ describe('portlease claim', () => {
     expect(Date.parse(printed.expiresAt) - Date.parse(listed!.createdAt)).toBe(30 * 60_000);
   });
 
-  it('does not hand a claimed port out again', async () => {
+  it('does not hand a claimed port out again', async ({ stateDir }) => {
     const base = await freeRunBase(4);
     const args = ['claim', '--count', '2', '--base', String(base), '--state-dir', stateDir];
     const first = await runCli(args);
@@ -92,7 +89,7 @@ describe('portlease claim', () => {
     expect([first.stdout, second.stdout]).toEqual([`${base} ${base + 1}\n`, `${base + 2} ${base + 3}\n`]);
   });
 
-  it('skips a port that some other program is listening on', async () => {
+  it('skips a port that some other program is listening on', async ({ stateDir }) => {
     const base = await freeRunBase(3);
     const blocker = await listen(base, '0.0.0.0');
     try {
@@ -103,7 +100,7 @@ describe('portlease claim', () => {
     }
   });
 
-  it('exits 3 with PORTLEASE_EXHAUSTED when no run fits', async () => {
+  it('exits 3 with PORTLEASE_EXHAUSTED when no run fits', async ({ stateDir }) => {
     await runCli(['claim', '--base', '65535', '--host', '127.0.0.1', '--state-dir', stateDir]);
     // Whether 65535 is now claimed by us or was busy already, a second claim cannot fit.
     const result = await runCli(['claim', '--base', '65535', '--host', '127.0.0.1', '--state-dir', stateDir]);
@@ -113,7 +110,7 @@ describe('portlease claim', () => {
     expect(result.stderr.split('\n')).toHaveLength(2);
   });
 
-  it('exits 1 with PORTLEASE_OWNER_NOT_ALIVE for a --pid that is not running', async () => {
+  it('exits 1 with PORTLEASE_OWNER_NOT_ALIVE for a --pid that is not running', async ({ stateDir }) => {
     const result = await runCli(['claim', '--pid', '999999999', '--state-dir', stateDir]);
     expect(result.code).toBe(1);
     expect(result.stderr).toMatch(/^portlease: PORTLEASE_OWNER_NOT_ALIVE: .*999999999.*\n$/);
@@ -121,7 +118,7 @@ describe('portlease claim', () => {
 });
 
 describe('portlease release', () => {
-  it('frees the given ports of the calling process, keeping the rest of the run', async () => {
+  it('frees the given ports of the calling process, keeping the rest of the run', async ({ stateDir }) => {
     const claimed = await runCli(['claim', '--count', '3', '--state-dir', stateDir]);
     const ports = claimed.stdout.trim().split(' ').map(Number);
     const result = await runCli(['release', String(ports[0]), '--state-dir', stateDir]);
@@ -132,7 +129,7 @@ describe('portlease release', () => {
     expect(await listClaims(stateDir)).toEqual([]);
   });
 
-  it('by default leaves claims of other owners alone; --pid and --label reach them', async () => {
+  it('by default leaves claims of other owners alone; --pid and --label reach them', async ({ stateDir }) => {
     const other = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 20000)'], { stdio: 'ignore' });
     try {
       const theirs = await runCli(['claim', '--pid', String(other.pid), '--label', 'theirs', '--state-dir', stateDir]);
@@ -152,7 +149,7 @@ describe('portlease release', () => {
 });
 
 describe('portlease list and reap', () => {
-  it('shows a killed owner as dead, and reap removes its claim', async () => {
+  it('shows a killed owner as dead, and reap removes its claim', async ({ stateDir }) => {
     const owner = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 20000)'], { stdio: 'ignore' });
     try {
       const claimed = await runCli(['claim', '--count', '2', '--pid', String(owner.pid), '--state-dir', stateDir]);
@@ -175,14 +172,14 @@ describe('portlease list and reap', () => {
     }
   });
 
-  it('marks a claim past its --ttl as expired', async () => {
+  it('marks a claim past its --ttl as expired', async ({ stateDir }) => {
     await runCli(['claim', '--ttl', '200ms', '--label', 'short', '--state-dir', stateDir]);
     await new Promise((resolve) => setTimeout(resolve, 300));
     expect(await listClaims(stateDir)).toMatchObject([{ status: 'expired', live: false, label: 'short' }]);
     expect((await runCli(['reap', '--state-dir', stateDir])).stdout).toBe('Reaped 1 claim.\n');
   });
 
-  it('prints a table for people', async () => {
+  it('prints a table for people', async ({ stateDir }) => {
     const claimed = await runCli(['claim', '--count', '2', '--label', 'api', '--ttl', '1h', '--state-dir', stateDir]);
     const [first, second] = claimed.stdout.trim().split(' ');
     const result = await runCli(['list', '--state-dir', stateDir]);

@@ -1,14 +1,9 @@
 import { readFileSync, writeFileSync } from 'node:fs';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect } from 'vitest';
 import { PortAllocator, PortsExhaustedError } from '../../src/index.js';
 import { freeRunBase } from '../helpers/sockets.js';
-import { makeStateDir, snapshotDir } from '../helpers/state-dir.js';
+import { snapshotDir, stateTest } from '../helpers/state-dir.js';
 import { listClaims, runCli } from './run-cli.js';
-
-let stateDir: string;
-let cleanup: () => void;
-beforeEach(() => ({ dir: stateDir, cleanup } = makeStateDir()));
-afterEach(() => cleanup());
 
 const RESERVED = '/proc/sys/net/ipv4/ip_local_reserved_ports';
 
@@ -23,8 +18,10 @@ function canReservePorts(): boolean {
   }
 }
 
+const it = stateTest;
+
 describe('--max and max', () => {
-  it('never hands out a port above max, and the exhausted error names the bound', async () => {
+  it('never hands out a port above max, and the exhausted error names the bound', async ({ stateDir }) => {
     const base = await freeRunBase(3);
     const first = await runCli(['claim', '--count', '2', '--base', String(base), '--max', String(base + 2), '--state-dir', stateDir]);
     expect(first).toMatchObject({ code: 0, stdout: `${base} ${base + 1}\n` });
@@ -38,7 +35,7 @@ describe('--max and max', () => {
     expect((await runCli(['claim', '--count', '2', '--base', String(base), '--state-dir', stateDir])).code).toBe(0);
   });
 
-  it('refuses a max that leaves no room, as a usage error before anything is touched', async () => {
+  it('refuses a max that leaves no room, as a usage error before anything is touched', async ({ stateDir }) => {
     const result = await runCli(['claim', '--count', '3', '--base', '9000', '--max', '9001', '--state-dir', stateDir]);
     expect(result).toMatchObject({ code: 2, stdout: '' });
     expect(result.stderr).toContain('Expected option `max` to leave room for 3 ports from base 9000 (at least 9002), got 9001.');
@@ -49,7 +46,7 @@ describe('--max and max', () => {
     await expect(allocator.claim({ max: '9000' as unknown as number })).rejects.toThrow(TypeError);
   });
 
-  it('carries the bound on the library error', async () => {
+  it('carries the bound on the library error', async ({ stateDir }) => {
     const base = await freeRunBase(1);
     const allocator = new PortAllocator({ stateDir });
     const lease = await allocator.claim({ base, max: base });
@@ -63,7 +60,7 @@ describe('--max and max', () => {
 describe('reserved ports', () => {
   it.skipIf(!canReservePorts())(
     'skips a port in ip_local_reserved_ports by default and names it (needs root and a writable sysctl, else skipped)',
-    async () => {
+    async ({ stateDir }) => {
       const base = await freeRunBase(3);
       const previous = readFileSync(RESERVED, 'utf8');
       // The sysctl is shared by the whole network namespace: reserve one port, briefly, and restore.

@@ -1,17 +1,14 @@
 import { spawn } from 'node:child_process';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect } from 'vitest';
 import { PortAllocator } from '../../src/index.js';
 import { exited } from '../helpers/processes.js';
 import { canBind, close, listen } from '../helpers/sockets.js';
-import { makeStateDir } from '../helpers/state-dir.js';
+import { stateTest } from '../helpers/state-dir.js';
 
-let stateDir: string;
-let cleanup: () => void;
-beforeEach(() => ({ dir: stateDir, cleanup } = makeStateDir()));
-afterEach(() => cleanup());
+const it = stateTest;
 
 describe('lease.listen()', () => {
-  it.skipIf(process.platform === 'win32')('listens on every port and hands the sockets to a child as fds 3 and 4', async () => {
+  it.skipIf(process.platform === 'win32')('listens on every port and hands the sockets to a child as fds 3 and 4', async ({ stateDir }) => {
     const allocator = new PortAllocator({ stateDir });
     await using lease = await allocator.claim({ count: 2, host: '127.0.0.1' });
     const sockets = await lease.listen();
@@ -45,7 +42,7 @@ describe('lease.listen()', () => {
     expect(await allocator.list()).toMatchObject([{ ports: [...lease.ports] }]);
   });
 
-  it('rejects with EADDRINUSE when a port is taken, closing what it opened', async () => {
+  it('rejects with EADDRINUSE when a port is taken, closing what it opened', async ({ stateDir }) => {
     const allocator = new PortAllocator({ stateDir });
     await using lease = await allocator.claim({ count: 2, host: '127.0.0.1' });
     // A program outside portlease binds the second port after the probe.

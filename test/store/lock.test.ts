@@ -1,19 +1,16 @@
 import type { ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect } from 'vitest';
 import { LockTimeoutError, PortAllocator } from '../../src/index.js';
 import { StateLock } from '../../src/store/lock.js';
 import { exited, forkFixture, killAll, nextMessage } from '../helpers/processes.js';
 import { freeRunBase } from '../helpers/sockets.js';
-import { makeStateDir, storedClaims } from '../helpers/state-dir.js';
+import { stateTest, storedClaims } from '../helpers/state-dir.js';
 
-let stateDir: string;
-let cleanup: () => void;
-beforeEach(() => ({ dir: stateDir, cleanup } = makeStateDir()));
-afterEach(() => cleanup());
+const it = stateTest;
 
 describe('StateLock', () => {
-  it('runs the queued calls of one process one at a time and leaves no lock behind', async () => {
+  it('runs the queued calls of one process one at a time and leaves no lock behind', async ({ stateDir }) => {
     const lock = new StateLock(`${stateDir}/target`, { timeoutMs: 0, staleMs: 1000 });
     let inside = 0;
     let maxInside = 0;
@@ -30,7 +27,7 @@ describe('StateLock', () => {
     expect(existsSync(lock.lockPath)).toBe(false);
   });
 
-  it('times out with PORTLEASE_LOCK_TIMEOUT while another process holds the lock', async () => {
+  it('times out with PORTLEASE_LOCK_TIMEOUT while another process holds the lock', async ({ stateDir }) => {
     const holder = forkFixture('hold-lock.mjs', [stateDir]);
     try {
       expect(await nextMessage(holder)).toEqual({ locked: true });
@@ -46,7 +43,7 @@ describe('StateLock', () => {
     }
   });
 
-  it('recovers from a holder killed with SIGKILL inside the lock, within the stale time, corrupting nothing', async () => {
+  it('recovers from a holder killed with SIGKILL inside the lock, within the stale time, corrupting nothing', async ({ stateDir }) => {
     const staleMs = 2000;
     const allocator = new PortAllocator({ stateDir, staleMs, lockTimeoutMs: 10_000 });
     const base = await freeRunBase(2);
@@ -75,7 +72,7 @@ describe('StateLock', () => {
     }
   });
 
-  it('a holder stalled past the stale time, whose lock was broken, does not remove its successor’s lock', async () => {
+  it('a holder stalled past the stale time, whose lock was broken, does not remove its successor’s lock', async ({ stateDir }) => {
     // A stalls 3 s holding the lock; B breaks it after the stale time (2 s) and holds it
     // 1.8 s (less than the stale time); A wakes up and releases while B is inside; C arrives
     // then and must wait for B.
@@ -100,7 +97,7 @@ describe('StateLock', () => {
     }
   });
 
-  it('gives up on a stale lock it cannot remove with PORTLEASE_LOCK_TIMEOUT and the reason, instead of spinning', async () => {
+  it('gives up on a stale lock it cannot remove with PORTLEASE_LOCK_TIMEOUT and the reason, instead of spinning', async ({ stateDir }) => {
     const allocator = new PortAllocator({ stateDir, staleMs: 2000, lockTimeoutMs: 3000 });
     // A lock directory that rmdir cannot remove: something inside it (an NFS .nfsXXXX file).
     mkdirSync(`${allocator.stateFile}.lock`, { recursive: true });
@@ -110,7 +107,7 @@ describe('StateLock', () => {
     expect((error as LockTimeoutError).message).toMatch(/stale but cannot remove the stale lock .*ENOTEMPTY/);
   });
 
-  it('lets many processes wait out one stale lock without two of them ever holding it at once', async () => {
+  it('lets many processes wait out one stale lock without two of them ever holding it at once', async ({ stateDir }) => {
     const holder = forkFixture('hold-lock.mjs', [stateDir]);
     const contenders: ChildProcess[] = [];
     try {
