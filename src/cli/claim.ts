@@ -1,4 +1,4 @@
-import { resolveClaimOptions } from '../options/options.js';
+import { MAX_TTL_MS, resolveClaimOptions } from '../options/options.js';
 import {
   asUsage,
   CLAIM_SHAPE_OPTIONS,
@@ -69,6 +69,11 @@ export async function runClaim(args: string[]): Promise<number> {
   const shape = claimShape(values);
   const count = countFor(shape.count, naming.names);
   const ttlMs = values.ttl === undefined ? undefined : asUsage('claim', () => parseDuration(values.ttl!, '--ttl'));
+  if (ttlMs !== undefined && ttlMs > MAX_TTL_MS) {
+    throw new UsageError(
+      `Expected --ttl to be at most 3650d (ten years), got ${JSON.stringify(values.ttl)}. See 'portlease claim --help'.`,
+    );
+  }
   const pid = parseWholeNumber('pid', values.pid) ?? defaultOwner() ?? ttlOwner(ttlMs);
   const request = asUsage('claim', () => resolveClaimOptions({ ...shape, count, pid, ttlMs }));
   const allocator = openAllocator('claim', values['state-dir']);

@@ -47,6 +47,20 @@ const MIN_STALE_MS = 2000;
 const MAX_LABEL_LENGTH = 200;
 
 /**
+ * The longest TTL: ten years. A claim's expiry is a date, and a date past JavaScript's last
+ * one (about 275,000 years away) cannot be shown, compared or listed; a bound far below it
+ * keeps every expiry a valid date, and no boot lasts this long anyway.
+ */
+export const MAX_TTL_MS = 10 * 365 * 24 * 60 * 60 * 1000;
+
+function requireTtl(value: unknown): number {
+  if (typeof value === 'number' && Number.isInteger(value) && value > MAX_TTL_MS) {
+    throw new RangeError(`Expected option \`ttlMs\` to be at most ${MAX_TTL_MS} (ten years), got ${value}.`);
+  }
+  return requireInteger('ttlMs', value, 1, MAX_TTL_MS);
+}
+
+/**
  * Checks a caller's claim options and fills in the defaults. Throws `TypeError` or
  * `RangeError` naming the option and the value; touches no file.
  */
@@ -78,7 +92,7 @@ export function resolveClaimOptions(input: ClaimOptions = {}): ResolvedClaimOpti
     }
   }
   const pid = requireInteger('pid', input.pid ?? process.pid, 1, 2 ** 32 - 1);
-  const ttlMs = input.ttlMs === undefined ? undefined : requireInteger('ttlMs', input.ttlMs, 1, Number.MAX_SAFE_INTEGER);
+  const ttlMs = input.ttlMs === undefined ? undefined : requireTtl(input.ttlMs);
   const protocol = requireProtocol(input.protocol ?? 'tcp');
   const exclude = requireExclusions(input.exclude ?? []);
   const allowEphemeralPorts = requireBoolean('allowEphemeralPorts', input.allowEphemeralPorts ?? false);

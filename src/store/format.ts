@@ -77,6 +77,14 @@ function isOptional(value: unknown, type: 'string' | 'number'): boolean {
   return value === undefined || typeof value === type;
 }
 
+// The largest distance from the epoch a JavaScript Date can hold.
+const MAX_DATE_MS = 8.64e15;
+
+/** Whether `value` is a time (ms since the epoch) a Date can hold: a planted 1e400 is not. */
+function isTime(value: unknown): value is number {
+  return typeof value === 'number' && Number.isFinite(value) && Math.abs(value) <= MAX_DATE_MS;
+}
+
 function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
@@ -91,11 +99,11 @@ export function isClaimRecord(value: unknown): value is ClaimRecord {
     typeof claim.host === 'string' &&
     Number.isInteger(claim.pid) &&
     (claim.pid as number) > 0 &&
-    typeof claim.createdAt === 'number' &&
+    isTime(claim.createdAt) &&
     isOptional(claim.startTime, 'string') &&
     isOptional(claim.pidNs, 'string') &&
     isOptional(claim.beacon, 'string') &&
-    isOptional(claim.expiresAt, 'number') &&
+    (claim.expiresAt === undefined || isTime(claim.expiresAt)) &&
     isOptional(claim.label, 'string')
   );
 }

@@ -56,6 +56,33 @@ function lstatOrThrow(path: string): Stats {
   }
 }
 
+/**
+ * Creates `dir` and any missing parents, one level at a time (mode 0700). Not Node's
+ * recursive mkdir: under /proc it never returns (Node 20 retries ENOENT there forever, at full
+ * CPU, deaf to SIGTERM); one level at a time fails at once, with the level that cannot be made.
+ */
+function makeDirectories(dir: string): void {
+  const missing: string[] = [];
+  for (let path = dir; ; path = dirname(path)) {
+    if (lstatSync(path, { throwIfNoEntry: false }) !== undefined) break;
+    missing.push(path);
+    if (dirname(path) === path) break;
+  }
+  for (const path of missing.reverse()) {
+    try {
+      mkdirSync(path, { mode: STATE_DIR_MODE });
+    } catch (error) {
+      // Made meanwhile, or something that is not a directory is in the way: refused below, as
+      // unsafe, by what it is.
+      if ((error as NodeJS.ErrnoException).code === 'EEXIST') continue;
+      throw new StateIoError(
+        `Cannot create the state directory ${dir} (at ${path}): ${(error as Error).message}. ${STATE_IO_ADVICE}`,
+        error,
+      );
+    }
+  }
+}
+
 function checkParent(dir: string, uid: number): void {
   const parent = dirname(dir);
   if (parent === dir) return;
@@ -76,14 +103,7 @@ function checkParent(dir: string, uid: number): void {
  * is the network namespace's port tokens (ports/port-tokens.ts).
  */
 export function prepareStateDir(dir: string): void {
-  try {
-    mkdirSync(dir, { recursive: true, mode: STATE_DIR_MODE });
-  } catch (error) {
-    // Something that is not a directory is in the way: refused below, as unsafe, by what it is.
-    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') {
-      throw new StateIoError(`Cannot create the state directory ${dir}: ${(error as Error).message}. ${STATE_IO_ADVICE}`, error);
-    }
-  }
+  makeDirectories(resolve(dir));
   const stats = lstatOrThrow(dir);
   if (stats.isSymbolicLink()) throw new UnsafeStateDirError(dir, 'it is a symbolic link');
   if (!stats.isDirectory()) throw new UnsafeStateDirError(dir, 'it is not a directory');

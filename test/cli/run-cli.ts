@@ -6,7 +6,6 @@ import { type Exited, exited } from '../helpers/processes.js';
 export const cliPath = fileURLToPath(new URL('../../dist/cli.cjs', import.meta.url));
 export const repoDir = fileURLToPath(new URL('../../', import.meta.url));
 
-/** What a finished process printed and how it ended. */
 /** How a CLI run ended, and what it printed. */
 export type Finished = Exited;
 
