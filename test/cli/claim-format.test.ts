@@ -1,15 +1,12 @@
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect } from 'vitest';
 import { freeRunBase } from '../helpers/sockets.js';
-import { makeStateDir, snapshotDir } from '../helpers/state-dir.js';
+import { snapshotDir, stateTest } from '../helpers/state-dir.js';
 import { type ListedClaim, runBash, runCli } from './run-cli.js';
 
-let stateDir: string;
-let cleanup: () => void;
-beforeEach(() => ({ dir: stateDir, cleanup } = makeStateDir()));
-afterEach(() => cleanup());
+const it = stateTest;
 
 describe('portlease claim --format and --names', () => {
-  it('prints NAME=port lines that a shell can eval; the claim belongs to that shell', async () => {
+  it('prints NAME=port lines that a shell can eval; the claim belongs to that shell', async ({ stateDir }) => {
     const base = await freeRunBase(3);
     // Through a real `sh -c`: eval the output, use the variables, and list while the shell still runs.
     const result = await runBash(
@@ -26,7 +23,7 @@ describe('portlease claim --format and --names', () => {
     ]);
   });
 
-  it('prints only one-port variables, behind --prefix', async () => {
+  it('prints only one-port variables, behind --prefix', async ({ stateDir }) => {
     const base = await freeRunBase(2);
     const result = await runCli([
       'claim',
@@ -45,7 +42,7 @@ describe('portlease claim --format and --names', () => {
     expect(result.stdout).toBe(`E2E_PORT=${base}\nE2E_PORT_0=${base}\nE2E_PORT_1=${base + 1}\n`);
   });
 
-  it('keeps --format json (and --json), with the names', async () => {
+  it('keeps --format json (and --json), with the names', async ({ stateDir }) => {
     const base = await freeRunBase(2);
     const named = await runCli(['claim', '--format', 'json', '--names', 'web,db', '--base', String(base), '--state-dir', stateDir]);
     expect(named).toMatchObject({ code: 0, stderr: '' });
@@ -62,14 +59,14 @@ describe('portlease claim --format and --names', () => {
     expect(JSON.parse(plain.stdout)).not.toHaveProperty('names');
   });
 
-  it.each([
+  it.for<[string[], RegExp]>([
     [['--format', 'yaml'], /Expected --format to be plain, env or json, got "yaml"/],
     [['--json', '--format', 'env'], /--json and --format env contradict/],
     [['--names', 'a-b'], /Expected --names .*"a-b"/],
     [['--names', 'db,DB'], /--names has "DB" twice/],
     [['--names', 'a,b', '-n', '1'], /--count 1 does not match the 2 names/],
     [['--prefix', '1X'], /Expected --prefix/],
-  ])('refuses %j with a usage error and changes nothing', async (args, message) => {
+  ])('refuses %j with a usage error and changes nothing', async ([args, message], { stateDir }) => {
     const before = snapshotDir(stateDir);
     const result = await runCli(['claim', ...args, '--state-dir', stateDir]);
     expect(result).toMatchObject({ code: 2, stdout: '' });

@@ -1,16 +1,13 @@
 import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect } from 'vitest';
 import { claimPorts, findSequentialPorts, PortAllocator } from '../../src/index.js';
 import { defaultStateDir, resolveAllocatorOptions, resolveClaimOptions } from '../../src/options/options.js';
 import { freeRunBase } from '../helpers/sockets.js';
-import { makeStateDir, snapshotDir } from '../helpers/state-dir.js';
+import { snapshotDir, stateTest } from '../helpers/state-dir.js';
 
-let stateDir: string;
-let cleanup: () => void;
-beforeEach(() => ({ dir: stateDir, cleanup } = makeStateDir()));
-afterEach(() => cleanup());
+const it = stateTest;
 
 // [option, value, error type] — each must be refused before any file is touched.
 const badInputs: Array<[string, unknown, typeof TypeError | typeof RangeError]> = [
@@ -44,7 +41,7 @@ const badInputs: Array<[string, unknown, typeof TypeError | typeof RangeError]> 
 ];
 
 describe('bad input', () => {
-  it.each(badInputs)('%s = %j throws %o naming the option, and changes nothing', async (option, value, type) => {
+  it.for(badInputs)('%s = %j throws %o naming the option, and changes nothing', async ([option, value, type], { stateDir }) => {
     const base = await freeRunBase(1);
     // A live claim is present, so "changes nothing" is checked against a real state file.
     const allocator = new PortAllocator({ stateDir });
@@ -57,14 +54,14 @@ describe('bad input', () => {
     await lease.release();
   });
 
-  it('refuses a run that would pass 65535, naming count and where it would end', async () => {
+  it('refuses a run that would pass 65535, naming count and where it would end', async ({ stateDir }) => {
     const error = await claimPorts({ stateDir: join(stateDir, 'untouched'), base: 65534, count: 3 }).catch((caught: unknown) => caught);
     expect(error).toBeInstanceOf(RangeError);
     expect((error as Error).message).toMatch(/`count`.*65536/);
     expect(existsSync(join(stateDir, 'untouched'))).toBe(false);
   });
 
-  it('rejects a bad positional call before touching the default state directory', async () => {
+  it('rejects a bad positional call before touching the default state directory', async ({ stateDir }) => {
     const dir = join(stateDir, 'never-created');
     process.env.PORTLEASE_STATE_DIR = dir;
     try {

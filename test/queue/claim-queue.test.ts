@@ -1,7 +1,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect } from 'vitest';
 import { ClaimQueue, QueueTicket } from '../../src/queue/queue-dir.js';
 import { PortAllocator } from '../../src/index.js';
 import { currentStartTime } from '../../src/liveness/liveness.js';
@@ -11,17 +11,14 @@ import { resolveClaimOptions } from '../../src/options/options.js';
 import { statePaths } from '../../src/store/state-dir.js';
 import { exited, forkFixture, killAll, nextMessage, processState, untilStopped } from '../helpers/processes.js';
 import { freeRunBase } from '../helpers/sockets.js';
-import { makeStateDir, storedClaims } from '../helpers/state-dir.js';
+import { stateTest, storedClaims } from '../helpers/state-dir.js';
+
+const it = stateTest;
 
 // A process that finds the lock held leaves its claim request in the queue; the holder records
 // it with its own change and removes the request, which wakes the requester. These tests stop
 // and kill real processes at each step of that hand-off.
 const linuxOnly = process.platform !== 'linux';
-
-let stateDir: string;
-let cleanup: () => void;
-beforeEach(() => ({ dir: stateDir, cleanup } = makeStateDir()));
-afterEach(() => cleanup());
 
 interface Report {
   pid?: number;
@@ -30,7 +27,7 @@ interface Report {
   error?: string;
 }
 
-function requestFiles(): string[] {
+function requestFiles(stateDir: string): string[] {
   try {
     return readdirSync(statePaths(stateDir).queueDir).filter((name) => name.endsWith('.req'));
   } catch {
@@ -38,10 +35,10 @@ function requestFiles(): string[] {
   }
 }
 
-async function untilQueued(count: number, timeoutMs = 15_000): Promise<void> {
+async function untilQueued(stateDir: string, count: number, timeoutMs = 15_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  while (requestFiles().length < count) {
-    if (Date.now() > deadline) throw new Error(`only ${requestFiles().length} of ${count} requests were queued`);
+  while (requestFiles(stateDir).length < count) {
+    if (Date.now() > deadline) throw new Error(`only ${requestFiles(stateDir).length} of ${count} requests were queued`);
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
 }
@@ -54,7 +51,14 @@ function claimsAddedPerWrite(stateFile: string): number[] {
 }
 
 /** A request for a claim owned by this test process, as a waiting process would leave it. */
-function queueRequestOfThisProcess(queue: ClaimQueue, id: string, base: number, until = Date.now() + 60_000, netns?: string): void {
+function queueRequestOfThisProcess(
+  stateDir: string,
+  queue: ClaimQueue,
+  id: string,
+  base: number,
+  until = Date.now() + 60_000,
+  netns?: string,
+): void {
   const request = resolveClaimOptions({ base, count: 2 });
   const body = queuedRequest({
     id,
@@ -68,12 +72,12 @@ function queueRequestOfThisProcess(queue: ClaimQueue, id: string, base: number, 
   expect(queue.enqueue(id, netns === undefined ? body : { ...body, netns })).toBeDefined();
 }
 
-function newQueue(): ClaimQueue {
+function newQueue(stateDir: string): ClaimQueue {
   return new ClaimQueue(statePaths(stateDir).queueDir, { file: 0o600, dir: 0o700 });
 }
 
 /** Takes the lock by hand, as a holder would; returns what gives it back (idempotent). */
-function holdLock(): () => void {
+function holdLock(stateDir: string): () => void {
   const lockPath = `${statePaths(stateDir).stateFile}.lock`;
   mkdirSync(stateDir, { recursive: true, mode: 0o700 });
   mkdirSync(lockPath);
@@ -81,19 +85,21 @@ function holdLock(): () => void {
 }
 
 /** Claimers of `ports` ports from `base` that see the lock unchanged as stale only after 20 s. */
-function forkPatientClaimers(count: number, base: number, ports: number, into: ChildProcess[]): void {
+function forkPatientClaimers(stateDir: string, count: number, base: number, ports: number, into: ChildProcess[]): void {
   for (let index = 0; index < count; index++)
     into.push(forkFixture('queued-claimer.mjs', [stateDir, String(base), String(ports), '20000']));
 }
 
 describe.skipIf(linuxOnly)('processes that find the lock held are recorded by its holder', () => {
-  it('records every request queued while the lock was held in one write, even for a waiter stopped (SIGSTOP) meanwhile', async () => {
+  it('records every request queued while the lock was held in one write, even for a waiter stopped (SIGSTOP) meanwhile', async ({
+    stateDir,
+  }) => {
     const base = await freeRunBase(40);
-    const releaseLock = holdLock();
+    const releaseLock = holdLock(stateDir);
     const waiters: ChildProcess[] = [];
     try {
-      forkPatientClaimers(6, base, 3, waiters);
-      await untilQueued(6);
+      forkPatientClaimers(stateDir, 6, base, 3, waiters);
+      await untilQueued(stateDir, 6);
       const stopped = waiters[0]!;
       stopped.kill('SIGSTOP');
       await untilStopped(stopped);
@@ -116,7 +122,7 @@ describe.skipIf(linuxOnly)('processes that find the lock held are recorded by it
       expect(all.flatMap((report) => report.bound!).every(Boolean)).toBe(true);
       // The first holder recorded its own claim and the five others' in one line: one hand-off, not six.
       expect(claimsAddedPerWrite(statePaths(stateDir).stateFile)).toEqual([6]);
-      expect(requestFiles()).toEqual([]);
+      expect(requestFiles(stateDir)).toEqual([]);
       for (const waiter of waiters) waiter.send('done');
       await Promise.all(waiters.map((waiter) => exited(waiter)));
     } finally {
@@ -125,13 +131,13 @@ describe.skipIf(linuxOnly)('processes that find the lock held are recorded by it
     }
   });
 
-  it('a waiter killed (SIGKILL) with its request queued holds nothing once reaped, and nobody waits for it', async () => {
+  it('a waiter killed (SIGKILL) with its request queued holds nothing once reaped, and nobody waits for it', async ({ stateDir }) => {
     const base = await freeRunBase(20);
-    const releaseLock = holdLock();
+    const releaseLock = holdLock(stateDir);
     const waiters: ChildProcess[] = [];
     try {
-      forkPatientClaimers(3, base, 2, waiters);
-      await untilQueued(3);
+      forkPatientClaimers(stateDir, 3, base, 2, waiters);
+      await untilQueued(stateDir, 3);
       const killed = waiters[1]!;
       killed.kill('SIGKILL');
       await exited(killed);
@@ -139,7 +145,7 @@ describe.skipIf(linuxOnly)('processes that find the lock held are recorded by it
       releaseLock();
       const survivors = await Promise.all(reports);
       for (const report of survivors) expect(report.error).toBeUndefined();
-      expect(requestFiles()).toEqual([]);
+      expect(requestFiles(stateDir)).toEqual([]);
 
       // Whatever the holder made of its request (recorded it, and perhaps dropped it as dead
       // while serving the next one), the killed waiter holds nothing once reaped.
@@ -166,8 +172,8 @@ describe.skipIf(linuxOnly)('processes that find the lock held are recorded by it
   });
 
   /** Holds the lock by hand, as a live holder would: its directory touched, so it never looks stale. */
-  function holdLiveLock(): () => void {
-    const releaseLock = holdLock();
+  function holdLiveLock(stateDir: string): () => void {
+    const releaseLock = holdLock(stateDir);
     const lockPath = `${statePaths(stateDir).stateFile}.lock`;
     const touch = setInterval(() => {
       const now = new Date();
@@ -179,15 +185,15 @@ describe.skipIf(linuxOnly)('processes that find the lock held are recorded by it
     };
   }
 
-  it('a waiter that gives up (its lock timeout) takes its request back', async () => {
+  it('a waiter that gives up (its lock timeout) takes its request back', async ({ stateDir }) => {
     const base = await freeRunBase(4);
-    const release = holdLiveLock();
+    const release = holdLiveLock(stateDir);
     const waiter = forkFixture('queued-claimer.mjs', [stateDir, String(base), '1', '2000', '4000']);
     try {
-      await untilQueued(1);
+      await untilQueued(stateDir, 1);
       const report = await nextMessage<Report>(waiter, 30_000);
       expect(report.error).toMatch(/^PORTLEASE_LOCK_TIMEOUT /);
-      expect(requestFiles()).toEqual([]);
+      expect(requestFiles(stateDir)).toEqual([]);
       waiter.send('done');
       await exited(waiter);
     } finally {
@@ -196,15 +202,15 @@ describe.skipIf(linuxOnly)('processes that find the lock held are recorded by it
     }
   });
 
-  it("a waiter with too little time to break a stalled holder's lock does not queue", async () => {
+  it("a waiter with too little time to break a stalled holder's lock does not queue", async ({ stateDir }) => {
     const base = await freeRunBase(4);
-    const release = holdLiveLock();
+    const release = holdLiveLock(stateDir);
     // 2.5 s to wait, 2 s before it breaks a lock: a holder that stalled after recording its
     // request could leave it a claim it no longer waits for.
     const waiter = forkFixture('queued-claimer.mjs', [stateDir, String(base), '1', '2000', '2500']);
     try {
       let queued = 0;
-      const watch = setInterval(() => (queued = Math.max(queued, requestFiles().length)), 5);
+      const watch = setInterval(() => (queued = Math.max(queued, requestFiles(stateDir).length)), 5);
       const report = await nextMessage<Report>(waiter, 30_000);
       clearInterval(watch);
       expect(report.error).toMatch(/^PORTLEASE_LOCK_TIMEOUT /);
@@ -222,55 +228,60 @@ describe.skipIf(linuxOnly)('processes that find the lock held are recorded by it
     { point: 'settle', what: 'after its line with queued claims was accepted, before removing the requests' },
   ] as const;
 
-  it.each(holderStops)('a holder stopped $what ($point): each queued claim is recorded once, no port twice', async ({ point }) => {
-    const base = await freeRunBase(20);
-    const queue = newQueue();
-    mkdirSync(stateDir, { recursive: true, mode: 0o700 });
-    // A state file to append to (the first write of all creates the file instead).
-    await (await new PortAllocator({ stateDir }).claim({ base })).release();
-    const ids = ['queued-a', 'queued-b', 'queued-c'];
-    for (const id of ids) queueRequestOfThisProcess(queue, id, base);
-    const holder = forkFixture('queued-claimer.mjs', [stateDir, String(base), '1', '2000'], { PORTLEASE_TEST_PAUSE_AT: point });
-    let successor: ChildProcess | undefined;
-    try {
-      await untilStopped(holder);
-      // Stopped before writing, nothing is recorded yet; stopped before removing the requests, they are.
-      const recordedWhileStopped = storedClaims(statePaths(stateDir).stateFile).filter((claim) => ids.includes(claim.id));
-      expect(recordedWhileStopped).toHaveLength(point === 'settle' ? 3 : 0);
-      expect(requestFiles()).toHaveLength(3);
-      successor = forkFixture('queued-claimer.mjs', [stateDir, String(base), '1', '2000']);
-      // The successor finds the lock held, waits until it is stale (2 s), breaks it, and serves what is left.
-      const successorReport = await nextMessage<Report>(successor, 30_000);
-      expect(successorReport.error).toBeUndefined();
-      const holderReport = nextMessage<Report>(holder, 30_000);
-      holder.kill('SIGCONT');
-      const resumed = await holderReport;
-      expect(resumed.error).toBeUndefined();
+  it.for(holderStops)(
+    'a holder stopped $what ($point): each queued claim is recorded once, no port twice',
+    async ({ point }, { stateDir }) => {
+      const base = await freeRunBase(20);
+      const queue = newQueue(stateDir);
+      mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+      // A state file to append to (the first write of all creates the file instead).
+      await (await new PortAllocator({ stateDir }).claim({ base })).release();
+      const ids = ['queued-a', 'queued-b', 'queued-c'];
+      for (const id of ids) queueRequestOfThisProcess(stateDir, queue, id, base);
+      const holder = forkFixture('queued-claimer.mjs', [stateDir, String(base), '1', '2000'], { PORTLEASE_TEST_PAUSE_AT: point });
+      let successor: ChildProcess | undefined;
+      try {
+        await untilStopped(holder);
+        // Stopped before writing, nothing is recorded yet; stopped before removing the requests, they are.
+        const recordedWhileStopped = storedClaims(statePaths(stateDir).stateFile).filter((claim) => ids.includes(claim.id));
+        expect(recordedWhileStopped).toHaveLength(point === 'settle' ? 3 : 0);
+        expect(requestFiles(stateDir)).toHaveLength(3);
+        successor = forkFixture('queued-claimer.mjs', [stateDir, String(base), '1', '2000']);
+        // The successor finds the lock held, waits until it is stale (2 s), breaks it, and serves what is left.
+        const successorReport = await nextMessage<Report>(successor, 30_000);
+        expect(successorReport.error).toBeUndefined();
+        const holderReport = nextMessage<Report>(holder, 30_000);
+        holder.kill('SIGCONT');
+        const resumed = await holderReport;
+        expect(resumed.error).toBeUndefined();
 
-      const stored = storedClaims(statePaths(stateDir).stateFile);
-      for (const id of ids) expect(stored.filter((claim) => claim.id === id)).toHaveLength(1);
-      const ports = stored.flatMap((claim) => Array.from({ length: claim.count }, (_, index) => claim.start + index));
-      expect(new Set(ports).size).toBe(ports.length);
-      expect(ports).toEqual(expect.arrayContaining([...successorReport.ports!, ...resumed.ports!]));
-      expect([...successorReport.bound!, ...resumed.bound!].every(Boolean)).toBe(true);
-      expect(requestFiles()).toEqual([]);
-      for (const child of [holder, successor]) child.send('done');
-      await Promise.all([exited(holder), exited(successor)]);
-    } finally {
-      if (processState(holder.pid!) === 'T') holder.kill('SIGCONT');
-      killAll(successor === undefined ? [holder] : [holder, successor]);
-    }
-  });
+        const stored = storedClaims(statePaths(stateDir).stateFile);
+        for (const id of ids) expect(stored.filter((claim) => claim.id === id)).toHaveLength(1);
+        const ports = stored.flatMap((claim) => Array.from({ length: claim.count }, (_, index) => claim.start + index));
+        expect(new Set(ports).size).toBe(ports.length);
+        expect(ports).toEqual(expect.arrayContaining([...successorReport.ports!, ...resumed.ports!]));
+        expect([...successorReport.bound!, ...resumed.bound!].every(Boolean)).toBe(true);
+        expect(requestFiles(stateDir)).toEqual([]);
+        for (const child of [holder, successor]) child.send('done');
+        await Promise.all([exited(holder), exited(successor)]);
+      } finally {
+        if (processState(holder.pid!) === 'T') holder.kill('SIGCONT');
+        killAll(successor === undefined ? [holder] : [holder, successor]);
+      }
+    },
+  );
 });
 
 describe('requests a holder does not record', () => {
-  it('settles without a claim what it cannot read, what its owner stopped waiting for, and what another network namespace asked', async () => {
+  it('settles without a claim what it cannot read, what its owner stopped waiting for, and what another network namespace asked', async ({
+    stateDir,
+  }) => {
     const base = await freeRunBase(20);
-    const queue = newQueue();
+    const queue = newQueue(stateDir);
     mkdirSync(stateDir, { recursive: true, mode: 0o700 });
-    queueRequestOfThisProcess(queue, 'expired', base, Date.now() - 1);
-    queueRequestOfThisProcess(queue, 'elsewhere', base, undefined, 'net:[1]');
-    queueRequestOfThisProcess(queue, 'recorded', base);
+    queueRequestOfThisProcess(stateDir, queue, 'expired', base, Date.now() - 1);
+    queueRequestOfThisProcess(stateDir, queue, 'elsewhere', base, undefined, 'net:[1]');
+    queueRequestOfThisProcess(stateDir, queue, 'recorded', base);
     const queueDir = statePaths(stateDir).queueDir;
     writeFileSync(join(queueDir, '000000000-garbage.req'), '{"v":1,"id":"garbage","options":{"pid":"x"}');
     writeFileSync(
@@ -300,15 +311,15 @@ describe('requests a holder does not record', () => {
       expect(claim.count).toBe(2);
       expect(claim.start).toBeGreaterThanOrEqual(base);
     }
-    expect(requestFiles()).toEqual([]);
+    expect(requestFiles(stateDir)).toEqual([]);
     await lease.release();
   });
 });
 
 describe('a queue ticket', () => {
-  it('wakes its owner when the holder removes the request, and when it touches it', async () => {
+  it('wakes its owner when the holder removes the request, and when it touches it', async ({ stateDir }) => {
     mkdirSync(stateDir, { recursive: true, mode: 0o700 });
-    const queue = newQueue();
+    const queue = newQueue(stateDir);
     const ticket = queue.enqueue('touched', { any: 'body' })!;
     expect(ticket).toBeInstanceOf(QueueTicket);
     expect(ticket.settled).toBe(false);
@@ -324,9 +335,9 @@ describe('a queue ticket', () => {
     ticket.withdraw();
   });
 
-  it('nudges only the two oldest requests, and removes files left half written long ago', () => {
+  it('nudges only the two oldest requests, and removes files left half written long ago', ({ stateDir }) => {
     mkdirSync(stateDir, { recursive: true, mode: 0o700 });
-    const queue = newQueue();
+    const queue = newQueue(stateDir);
     // Named by time, then id: in this order even when made in the same millisecond.
     const tickets = ['first', 'second', 'third'].map((name) => queue.enqueue(name, {})!);
     const queueDir = statePaths(stateDir).queueDir;

@@ -1,24 +1,21 @@
 import { existsSync, readdirSync, writeFileSync } from 'node:fs';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect } from 'vitest';
 import { PortAllocator } from '../../src/index.js';
 import { currentBootId } from '../../src/base/proc.js';
 import { STATE_VERSION } from '../../src/store/store.js';
 import { exited, forkFixture, killAll, nextMessage, untilStopped } from '../helpers/processes.js';
 import { canBind, freeRunBase } from '../helpers/sockets.js';
-import { makeStateDir, storedClaims } from '../helpers/state-dir.js';
+import { stateTest, storedClaims } from '../helpers/state-dir.js';
+
+const it = stateTest;
 
 // A holder paused inside the lock (SIGSTOP, a suspended laptop, a VM stopped by its host)
 // resumes after its lock was broken and another process claimed meanwhile. Whatever step it
 // was stopped at, it must not hand out a port from its stale view, nor erase a claim.
 const linuxOnly = process.platform !== 'linux';
 
-let stateDir: string;
-let cleanup: () => void;
-beforeEach(() => ({ dir: stateDir, cleanup } = makeStateDir()));
-afterEach(() => cleanup());
-
 /** A successor's claim, made in another process while the holder is stopped: `claim-once` holds it for a 60 s TTL. */
-async function claimInAnotherProcess(base: number): Promise<number[]> {
+async function claimInAnotherProcess(stateDir: string, base: number): Promise<number[]> {
   const child = forkFixture('claim-once.mjs', [stateDir, String(base)]);
   try {
     const report = await nextMessage<{ ports?: number[]; message?: string }>(child, 25_000);
@@ -52,7 +49,7 @@ describe.skipIf(linuxOnly)('a lock holder stopped (SIGSTOP) at each step of a ch
     { point: 'publish', compacting: true, what: 'after sealing, before renaming the new generation into place' },
   ] as const;
 
-  it.each(cases)('stopped $what ($point): no port twice, no claim lost', async ({ point, compacting }) => {
+  it.for(cases)('stopped $what ($point): no port twice, no claim lost', async ({ point, compacting }, { stateDir }) => {
     const base = await freeRunBase(8);
     const allocator = new PortAllocator({ stateDir });
     let earlier: number[];
@@ -67,7 +64,7 @@ describe.skipIf(linuxOnly)('a lock holder stopped (SIGSTOP) at each step of a ch
     try {
       await untilStopped(holder);
       // The holder is stopped inside the lock: the successor waits the stale time, breaks it, claims.
-      const successor = await claimInAnotherProcess(base);
+      const successor = await claimInAnotherProcess(stateDir, base);
       const report = nextMessage<{ first?: number[]; second?: number[]; error?: string }>(holder, 25_000);
       holder.kill('SIGCONT');
       const { first, second, error } = await report;
@@ -94,7 +91,7 @@ describe.skipIf(linuxOnly)('a lock holder stopped (SIGSTOP) at each step of a ch
 });
 
 describe.skipIf(linuxOnly)('a claiming process stopped at random moments, with a successor claiming each time', () => {
-  it('never shares a port with the successors and never erases their claims (10 stops)', async () => {
+  it('never shares a port with the successors and never erases their claims (10 stops)', async ({ stateDir }) => {
     const base = await freeRunBase(4);
     const claimer = forkFixture('claim-forever.mjs', [stateDir, String(base), '400']);
     const held: number[] = [];
@@ -120,7 +117,7 @@ describe.skipIf(linuxOnly)('a claiming process stopped at random moments, with a
         claimer.kill('SIGSTOP');
         await untilStopped(claimer);
         if (existsSync(lockPath)) stopsInsideLock++;
-        successors.push(...(await claimInAnotherProcess(base)));
+        successors.push(...(await claimInAnotherProcess(stateDir, base)));
         claimer.kill('SIGCONT');
       }
       claimer.send('done');

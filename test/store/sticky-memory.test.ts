@@ -1,18 +1,15 @@
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect } from 'vitest';
 import { PortAllocator } from '../../src/index.js';
 import { MAX_STICKY_LABELS, readStickyMemory, rememberSticky } from '../../src/store/sticky-memory.js';
 import { freeRunBase } from '../helpers/sockets.js';
-import { makeStateDir } from '../helpers/state-dir.js';
+import { stateTest } from '../helpers/state-dir.js';
 
-let stateDir: string;
-let cleanup: () => void;
-beforeEach(() => ({ dir: stateDir, cleanup } = makeStateDir()));
-afterEach(() => cleanup());
+const it = stateTest;
 
 describe('sticky memory', () => {
-  it('keeps the most recently used labels only, newest first', () => {
+  it('keeps the most recently used labels only, newest first', ({ stateDir }) => {
     const file = join(stateDir, 'sticky.json');
     for (let i = 0; i < MAX_STICKY_LABELS + 5; i++) rememberSticky(file, { label: `l${i}`, start: 10000 + i, count: 1, usedAt: i }, 0o600);
     rememberSticky(file, { label: 'l10', start: 20000, count: 2, usedAt: 999 }, 0o600);
@@ -24,7 +21,7 @@ describe('sticky memory', () => {
     if (process.platform !== 'win32') expect(statSync(file).mode & 0o777).toBe(0o600);
   });
 
-  it('reads a damaged file as empty, and a sticky claim then rewrites it', async () => {
+  it('reads a damaged file as empty, and a sticky claim then rewrites it', async ({ stateDir }) => {
     const allocator = new PortAllocator({ stateDir });
     const file = join(stateDir, readStickyFileName(allocator));
     writeFileSync(file, '{"version":1,"labels":[{"label":"x","start":0,"count":1,"usedAt":1}, 5]');
@@ -36,7 +33,7 @@ describe('sticky memory', () => {
     await lease.release();
   });
 
-  it('refuses sticky without a label, before touching any file', async () => {
+  it('refuses sticky without a label, before touching any file', async ({ stateDir }) => {
     const allocator = new PortAllocator({ stateDir });
     await expect(allocator.claim({ sticky: true })).rejects.toThrow(TypeError);
     await expect(allocator.claim({ sticky: 'yes' as unknown as boolean, label: 'a' })).rejects.toThrow(/`sticky` to be a boolean/);
