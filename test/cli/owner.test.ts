@@ -1,9 +1,11 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect } from 'vitest';
 import { defaultOwner, defaultOwners, isBackgroundJob, isTransient, packageManagerOf, type ProcessEntry } from '../../src/cli/owner.js';
-import { makeStateDir } from '../helpers/state-dir.js';
+import { stateTest } from '../helpers/state-dir.js';
 import { repoDir, runBash } from './run-cli.js';
+
+const it = stateTest;
 
 function entry(pid: number, ppid: number, argv: string[]): ProcessEntry {
   return { pid, ppid, argv };
@@ -104,12 +106,7 @@ describe('which processes the owner rule walks past', () => {
 
 // The rule on real process trees: the claim must belong to the script's shell ($$).
 describe.runIf(process.platform === 'linux')('the default owner from real shells', () => {
-  let stateDir: string;
-  let cleanup: () => void;
-  beforeEach(() => ({ dir: stateDir, cleanup } = makeStateDir()));
-  afterEach(() => cleanup());
-
-  async function ownerAndShell(script: string): Promise<{ owner: number; shell: number }> {
+  async function ownerAndShell(stateDir: string, script: string): Promise<{ owner: number; shell: number }> {
     // A script file, as in CI: a `bash -c` string would itself be passed, its parent waiting for it.
     const file = join(stateDir, 'job.sh');
     writeFileSync(file, `${script}\necho "$$"\n`);
@@ -122,22 +119,25 @@ describe.runIf(process.platform === 'linux')('the default owner from real shells
     return { owner: listed.claims[0]!.pid, shell: Number(shellPid) };
   }
 
-  it('P=$(portlease claim): the script shell', async () => {
+  it('P=$(portlease claim): the script shell', async ({ stateDir }) => {
     const { owner, shell } = await ownerAndShell(
+      stateDir,
       'P=$("$NODE" "$CLI" claim --state-dir "$STATE_DIR"); "$NODE" "$CLI" list --json --state-dir "$STATE_DIR"',
     );
     expect(owner).toBe(shell);
   });
 
-  it('P=$(portlease claim | tr ...): past the forked subshell of the pipeline', async () => {
+  it('P=$(portlease claim | tr ...): past the forked subshell of the pipeline', async ({ stateDir }) => {
     const { owner, shell } = await ownerAndShell(
+      stateDir,
       'P=$("$NODE" "$CLI" claim --count 2 --state-dir "$STATE_DIR" | tr " " ","); "$NODE" "$CLI" list --json --state-dir "$STATE_DIR"',
     );
     expect(owner).toBe(shell);
   });
 
-  it('P=$(npm exec -- portlease claim): past npm exec and its sh -c', async () => {
+  it('P=$(npm exec -- portlease claim): past npm exec and its sh -c', async ({ stateDir }) => {
     const { owner, shell } = await ownerAndShell(
+      stateDir,
       `cd '${repoDir}' && P=$(npm exec --offline --no-update-notifier -- node "$CLI" claim --state-dir "$STATE_DIR") && "$NODE" "$CLI" list --json --state-dir "$STATE_DIR"`,
     );
     expect(owner).toBe(shell);

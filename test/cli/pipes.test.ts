@@ -1,16 +1,13 @@
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { makeStateDir } from '../helpers/state-dir.js';
+import { describe, expect } from 'vitest';
+import { stateTest } from '../helpers/state-dir.js';
 import { listClaims, runBash } from './run-cli.js';
+
+const it = stateTest;
 
 // `portlease list | head -1`, `portlease claim | true`: the reader is gone before the CLI
 // writes (it starts in ~100 ms, `true` in ~1 ms), so the write meets EPIPE.
 describe('a reader that went away (EPIPE)', () => {
-  let stateDir: string;
-  let cleanup: () => void;
-  beforeEach(() => ({ dir: stateDir, cleanup } = makeStateDir()));
-  afterEach(() => cleanup());
-
-  it('ends claim and list quietly with the status of SIGPIPE, and the claim stays recorded', async () => {
+  it('ends claim and list quietly with the status of SIGPIPE, and the claim stays recorded', async ({ stateDir }) => {
     const script = `
       "$NODE" "$CLI" claim --ttl 1m --label piped --state-dir "$STATE_DIR" | true; echo "claim \${PIPESTATUS[0]}"
       "$NODE" "$CLI" list --state-dir "$STATE_DIR" | true; echo "list \${PIPESTATUS[0]}"`;

@@ -1,25 +1,23 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect } from 'vitest';
 import { fixturesDir, exited } from '../helpers/processes.js';
-import { makeStateDir } from '../helpers/state-dir.js';
+import { stateTest } from '../helpers/state-dir.js';
 import { cliPath, listClaims } from './run-cli.js';
+
+const it = stateTest;
 
 const PROCESSES = 12;
 const PORTS_EACH = 2;
 
 describe(`${PROCESSES} portlease claim processes started at the same instant`, () => {
-  let stateDir: string;
-  let cleanup: () => void;
   const children: ChildProcess[] = [];
-  beforeEach(() => ({ dir: stateDir, cleanup } = makeStateDir()));
   afterEach(() => {
     for (const child of children.splice(0)) child.kill('SIGKILL');
-    cleanup();
   });
 
-  it('get disjoint runs of consecutive ports', async () => {
+  it('get disjoint runs of consecutive ports', async ({ stateDir }) => {
     const base = 20_000 + Math.floor(Math.random() * 20_000);
     const go = join(stateDir, 'go');
     for (let i = 0; i < PROCESSES; i++) {

@@ -1,15 +1,12 @@
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect } from 'vitest';
 import { freeRunBase } from '../helpers/sockets.js';
-import { makeStateDir } from '../helpers/state-dir.js';
+import { stateTest } from '../helpers/state-dir.js';
 import { type ListedClaim, listClaims, runBash, runCli } from './run-cli.js';
+
+const it = stateTest;
 
 // What a CI job does: PORTS=$(portlease claim ...) in a shell script, then uses the ports.
 describe('claims made from a bash script', () => {
-  let stateDir: string;
-  let cleanup: () => void;
-  beforeEach(() => ({ dir: stateDir, cleanup } = makeStateDir()));
-  afterEach(() => cleanup());
-
   function parseLines(stdout: string): { ports: number[]; shell: number; inside: ListedClaim[][] } {
     const [portsLine, shellLine, ...lists] = stdout.trim().split('\n');
     return {
@@ -19,7 +16,7 @@ describe('claims made from a bash script', () => {
     };
   }
 
-  it('stay claimed while the script runs, after the CLI has exited, and die with the script', async () => {
+  it('stay claimed while the script runs, after the CLI has exited, and die with the script', async ({ stateDir }) => {
     const base = await freeRunBase(2);
     const script = `set -eu
       P=$("$NODE" "$CLI" claim --count 2 --base ${base} --state-dir "$STATE_DIR")
@@ -39,7 +36,7 @@ describe('claims made from a bash script', () => {
     expect(again.stdout).toBe(`${base} ${base + 1}\n`);
   });
 
-  it("are free again as soon as the script runs 'portlease release'", async () => {
+  it("are free again as soon as the script runs 'portlease release'", async ({ stateDir }) => {
     const base = await freeRunBase(3);
     const script = `set -eu
       P=$("$NODE" "$CLI" claim --count 3 --base ${base} --label job --state-dir "$STATE_DIR")
@@ -54,7 +51,7 @@ describe('claims made from a bash script', () => {
     expect(inside[1]).toEqual([]);
   });
 
-  it('runs the README CI example: three ports, two services and a test run on them', async () => {
+  it('runs the README CI example: three ports, two services and a test run on them', async ({ stateDir }) => {
     // The README's example with `portlease` spelled as node + the built CLI.
     const script = `set -euo pipefail
       portlease() { "$NODE" "$CLI" "$@"; }
@@ -75,7 +72,7 @@ describe('claims made from a bash script', () => {
     expect(await listClaims(stateDir)).toEqual([]);
   });
 
-  it('keeps ports of a claim that outlives its script with --ttl', async () => {
+  it('keeps ports of a claim that outlives its script with --ttl', async ({ stateDir }) => {
     const result = await runBash('"$NODE" "$CLI" claim --ttl 10m --state-dir "$STATE_DIR"; true', { STATE_DIR: stateDir });
     const ports = result.stdout.trim().split(' ').map(Number);
     expect(await listClaims(stateDir)).toMatchObject([{ ports, status: 'live' }]);

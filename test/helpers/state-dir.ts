@@ -3,6 +3,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test as base } from 'vitest';
+import { PortAllocator } from '../../src/index.js';
 import { type ClaimRecord, StateStore } from '../../src/store/store.js';
 
 /** A fresh private state directory; removed by the returned cleanup. */
@@ -31,18 +32,24 @@ export function storedClaims(stateFile: string): ClaimRecord[] {
 }
 
 /**
- * `test` with a `stateDir` fixture: a fresh private state directory for each test that asks
- * for it, removed after the test. Use it instead of `beforeEach`/`afterEach` hooks:
+ * `test` with fixtures: `stateDir`, a fresh private state directory for each test that asks
+ * for it; after the test, every claim this process still holds there is released (so that
+ * no port token outlives its test) and the directory removed. `allocator`, a PortAllocator on
+ * it. Use them instead of `beforeEach`/`afterEach` hooks:
  * `stateTest('...', async ({ stateDir }) => { ... })`.
  */
-export const stateTest = base.extend<{ stateDir: string }>({
+export const stateTest = base.extend<{ stateDir: string; allocator: PortAllocator }>({
   // eslint-disable-next-line no-empty-pattern -- vitest reads the fixtures a function asks for from its first parameter
   stateDir: async ({}, use) => {
     const { dir, cleanup } = makeStateDir();
     try {
       await use(dir);
     } finally {
+      await new PortAllocator({ stateDir: dir }).releaseWhere({ pid: process.pid }).catch(() => undefined);
       cleanup();
     }
+  },
+  allocator: async ({ stateDir }, use) => {
+    await use(new PortAllocator({ stateDir }));
   },
 });

@@ -1,28 +1,21 @@
 import { spawn } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect } from 'vitest';
 import { HostUnavailableError, isPortleaseError, PortAllocator } from '../../src/index.js';
 import { type AddressStack, findBusyPorts, probeAddresses } from '../../src/ports/probe.js';
 import { canRunAsNobody, NOBODY_SKIP_REASON, nobodyReadableCopy, removeNobodyReadableCopy } from '../helpers/nobody.js';
 import { distEntry, exited, fixturesDir, killAll, nextMessage } from '../helpers/processes.js';
 import { hasPython, serveWithPython } from '../helpers/python.js';
 import { bindUdp, canBind, close, closeUdp, freeRunBase, hasIPv6, listen, nextBindableRun } from '../helpers/sockets.js';
-import { makeStateDir, storedClaims } from '../helpers/state-dir.js';
+import { stateTest, storedClaims } from '../helpers/state-dir.js';
+
+const it = stateTest;
 
 // The copy of the build that nobody reads (made when the tests below check whether they can run).
 afterAll(removeNobodyReadableCopy);
 
 const ipv6 = await hasIPv6();
-
-let stateDir: string;
-let cleanup: () => void;
-beforeEach(() => ({ dir: stateDir, cleanup } = makeStateDir()));
-afterEach(async () => {
-  // Everything this process claimed there, through any allocator: the process-wide form.
-  await new PortAllocator({ stateDir }).releaseWhere({ pid: process.pid });
-  cleanup();
-});
 
 // [listener address, ipv6Only, needs IPv6]
 const listeners: Array<[string, boolean, boolean]> = [
@@ -38,17 +31,20 @@ describe('a claim never returns a port some TCP listener holds, in either family
       for (const socketTable of [false, true]) {
         // The socket table leaves listeners to the probe; both settings must see them.
         const via = socketTable ? 'default settings' : 'socketTable off';
-        it.skipIf(needsIPv6 && !ipv6)(`listener on ${address}${ipv6Only ? ' (ipv6Only)' : ''}, host ${host}, ${via}`, async () => {
-          const base = await freeRunBase(4);
-          const blocker = await listen(base, address, ipv6Only);
-          try {
-            const allocator = new PortAllocator({ stateDir, socketTable });
-            const lease = await allocator.claim({ base, count: 2, host });
-            expect(lease.ports).toEqual([base + 1, base + 2]);
-          } finally {
-            await close(blocker);
-          }
-        });
+        it.skipIf(needsIPv6 && !ipv6)(
+          `listener on ${address}${ipv6Only ? ' (ipv6Only)' : ''}, host ${host}, ${via}`,
+          async ({ stateDir }) => {
+            const base = await freeRunBase(4);
+            const blocker = await listen(base, address, ipv6Only);
+            try {
+              const allocator = new PortAllocator({ stateDir, socketTable });
+              const lease = await allocator.claim({ base, count: 2, host });
+              expect(lease.ports).toEqual([base + 1, base + 2]);
+            } finally {
+              await close(blocker);
+            }
+          },
+        );
       }
     }
   }
@@ -113,7 +109,7 @@ describe('probe addresses', () => {
 });
 
 describe('UDP', () => {
-  it("skips a port held by a UDP socket with protocol 'udp' and 'both', not with 'tcp'", async () => {
+  it("skips a port held by a UDP socket with protocol 'udp' and 'both', not with 'tcp'", async ({ stateDir }) => {
     const base = await freeRunBase(3);
     const socket = await bindUdp(base, '0.0.0.0');
     try {
@@ -127,7 +123,7 @@ describe('UDP', () => {
     }
   });
 
-  it.skipIf(!ipv6)("sees a UDP socket on ::1 (ipv6Only) with protocol 'both' on host 127.0.0.1", async () => {
+  it.skipIf(!ipv6)("sees a UDP socket on ::1 (ipv6Only) with protocol 'both' on host 127.0.0.1", async ({ stateDir }) => {
     const base = await freeRunBase(2);
     const socket = await bindUdp(base, '::1', true);
     try {
@@ -142,7 +138,7 @@ describe('UDP', () => {
 describe('hosts', () => {
   const foreign = ['192.0.2.1', ...(ipv6 ? ['2001:db8::1'] : [])];
   for (const host of foreign) {
-    it(`refuses host ${host}, which is not this machine's, with PORTLEASE_HOST_UNAVAILABLE and leaves no claim`, async () => {
+    it(`refuses host ${host}, which is not this machine's, with PORTLEASE_HOST_UNAVAILABLE and leaves no claim`, async ({ stateDir }) => {
       const allocator = new PortAllocator({ stateDir });
       const base = await freeRunBase(1);
       const before = await allocator.claim({ base });
@@ -157,7 +153,7 @@ describe('hosts', () => {
     });
   }
 
-  it('claims on a host name (localhost), probing the address it resolves to', async () => {
+  it('claims on a host name (localhost), probing the address it resolves to', async ({ stateDir }) => {
     const base = await freeRunBase(3);
     const blocker = await listen(base, '127.0.0.1');
     try {
@@ -191,23 +187,23 @@ describe.skipIf(!eaccesRunnable)(`EACCES${eaccesRunnable ? '' : ` (${NOBODY_SKIP
     }
   }
 
-  it.skipIf(process.platform === 'win32')('skips ports that fail with EACCES and returns the next valid one', async (context) => {
+  it.skipIf(process.platform === 'win32')('skips ports that fail with EACCES and returns the next valid one', async ({ skip }) => {
     const result = await runUnprivileged(['1020']);
-    if (result.skip !== undefined) context.skip(result.skip);
+    if (result.skip !== undefined) skip(result.skip);
     expect(result.error).toBeUndefined();
     expect(result.ports).toEqual([await nextBindableRun(1024, 1, ipv6)]);
   });
 
-  it.skipIf(process.platform === 'win32')('ends with PORTLEASE_EXHAUSTED, not a crash, when only EACCES ports remain', async (context) => {
+  it.skipIf(process.platform === 'win32')('ends with PORTLEASE_EXHAUSTED, not a crash, when only EACCES ports remain', async ({ skip }) => {
     const result = await runUnprivileged(['1020', '1024']);
-    if (result.skip !== undefined) context.skip(result.skip);
+    if (result.skip !== undefined) skip(result.skip);
     expect(result.error?.code).toBe('PORTLEASE_EXHAUSTED');
     expect(result.error?.message).toContain('4 ports were busy');
   });
 });
 
 describe.skipIf(!hasPython())('claimed ports can really be served', () => {
-  it('python3 -m http.server (no SO_REUSEADDR) serves on every port of a default claim', async () => {
+  it('python3 -m http.server (no SO_REUSEADDR) serves on every port of a default claim', async ({ stateDir }) => {
     const base = await freeRunBase(3);
     const lease = await new PortAllocator({ stateDir }).claim({ base, count: 3 });
     for (const port of lease.ports) await serveWithPython(port);

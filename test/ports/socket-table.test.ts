@@ -1,20 +1,14 @@
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect } from 'vitest';
 import { PortAllocator } from '../../src/index.js';
 import { markLocalPorts, procNetSource, SocketTable, type SocketTableSource } from '../../src/ports/socket-table.js';
 import { bindWithoutReuseAddr, hasPython, serveWithPython } from '../helpers/python.js';
 import { canBind, close, freeRunBase, holdInTimeWait, listen, tcpStates } from '../helpers/sockets.js';
-import { makeStateDir } from '../helpers/state-dir.js';
+import { stateTest } from '../helpers/state-dir.js';
+
+const it = stateTest;
 
 const linux = process.platform === 'linux';
-
-let stateDir: string;
-let cleanup: () => void;
-beforeEach(() => ({ dir: stateDir, cleanup } = makeStateDir()));
-afterEach(async () => {
-  await new PortAllocator({ stateDir }).release();
-  cleanup();
-});
 
 const SAMPLE_TCP = `  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
    0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1 0000000000000000 100 0 0 10 0
@@ -99,7 +93,7 @@ describe('SocketTable cache', () => {
     expect(table.cachedPortsInUse('passive')).toBeNull();
   });
 
-  it('shares what it parsed through the cache file: a fresh table with the same signal reads no table', () => {
+  it('shares what it parsed through the cache file: a fresh table with the same signal reads no table', ({ stateDir }) => {
     const cacheFile = join(stateDir, 'sockets.json');
     const first = fakeSource();
     const ports = new SocketTable({ source: first, cacheFile }).portsInUse()!;
@@ -142,7 +136,9 @@ describe('SocketTable cache', () => {
 });
 
 describe.skipIf(!linux)('TIME_WAIT', () => {
-  it('a claim from a port in TIME_WAIT skips it (Node’s probe alone would not), and python can serve what it returns', async () => {
+  it('a claim from a port in TIME_WAIT skips it (Node’s probe alone would not), and python can serve what it returns', async ({
+    stateDir,
+  }) => {
     const base = await freeRunBase(4);
     await holdInTimeWait(base);
     // The fixture really is the blind spot: only TIME_WAIT is left, Node binds, a plain bind does not.
@@ -160,7 +156,9 @@ describe.skipIf(!linux)('TIME_WAIT', () => {
     expect(blind.ports).toEqual([base]);
   });
 
-  it('a port put in TIME_WAIT right after a claim read the table is skipped by the next claim (no refresh window)', async () => {
+  it('a port put in TIME_WAIT right after a claim read the table is skipped by the next claim (no refresh window)', async ({
+    stateDir,
+  }) => {
     const allocator = new PortAllocator({ stateDir });
     // The test suite's loop: claim, serve, close the connections server-side, claim again.
     for (let round = 0; round < 3; round++) {

@@ -1,13 +1,15 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { readFileSync, readlinkSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect } from 'vitest';
 import { PortAllocator } from '../../src/index.js';
 import { closeOwnBeacons } from '../../src/liveness/owner-beacon.js';
 import { distEntry, exited, fixturesDir, killAll } from '../helpers/processes.js';
 import { freeRunBase } from '../helpers/sockets.js';
-import { makeStateDir, storedClaims } from '../helpers/state-dir.js';
+import { stateTest, storedClaims } from '../helpers/state-dir.js';
 import { runBash } from '../cli/run-cli.js';
+
+const it = stateTest;
 
 // Containers, `unshare` and CI jobs in containers may share one state directory. A PID
 // recorded in one PID namespace means nothing (or another process) in the other: a claim
@@ -15,14 +17,10 @@ import { runBash } from '../cli/run-cli.js';
 const canUnshare = process.platform === 'linux' && spawnSync('unshare', ['--pid', '--fork', '--mount-proc', 'true']).status === 0;
 const skipReason = 'skipped: unshare --pid needs Linux and root (or user namespaces)';
 
-let stateDir: string;
-let cleanup: () => void;
 const children: ChildProcess[] = [];
-beforeEach(() => ({ dir: stateDir, cleanup } = makeStateDir()));
 afterEach(() => {
   killAll(children.splice(0));
   closeOwnBeacons();
-  cleanup();
 });
 
 interface InsideReport {
@@ -33,7 +31,7 @@ interface InsideReport {
 }
 
 /** Starts the claimer as PID 1 of a new PID namespace; resolves to what it reports. */
-async function claimInNewNamespace(base: number, skewMs = 0): Promise<{ child: ChildProcess; report: InsideReport }> {
+async function claimInNewNamespace(stateDir: string, base: number, skewMs = 0): Promise<{ child: ChildProcess; report: InsideReport }> {
   const child = spawn(
     'unshare',
     [
@@ -73,21 +71,23 @@ function insidePid1(unshare: ChildProcess): number {
 }
 
 describe.skipIf(!canUnshare)(`two PID namespaces sharing one state directory${canUnshare ? '' : ` (${skipReason})`}`, () => {
-  it('never hands out a claimed port again, in either direction, before and after 30 s; a killed owner is reaped at once', async () => {
+  it('never hands out a claimed port again, in either direction, before and after 30 s; a killed owner is reaped at once', async ({
+    stateDir,
+  }) => {
     const base = await freeRunBase(8);
     const outside = new PortAllocator({ stateDir });
     const mine = await outside.claim({ base });
     expect(mine.port).toBe(base);
 
     // Inside: PID 1 of its own namespace, which outside is init. It sees the outer claim live.
-    const first = await claimInNewNamespace(base);
+    const first = await claimInNewNamespace(stateDir, base);
     expect(first.report.error).toBeUndefined();
     expect(first.report.pid).toBe(1);
     expect(first.report.pidNs).not.toBe(readlinkSync('/proc/self/ns/pid'));
     expect(first.report.ports).toEqual([base + 1]);
     // A second namespace whose claim is 31 s old: past the age where start times are compared,
     // which used to reap it from outside (init's start time is not the inner PID 1's).
-    const old = await claimInNewNamespace(base, -31_000);
+    const old = await claimInNewNamespace(stateDir, base, -31_000);
     expect(old.report.ports).toEqual([base + 2]);
 
     // Outside, PID 1 is init: a release by PID never reaches the inner PID 1's claims.
@@ -118,7 +118,9 @@ describe.skipIf(!canUnshare)(`two PID namespaces sharing one state directory${ca
     await exited(old.child);
   });
 
-  it('portlease claim inside and outside a namespace: two different ports, whichever claims first (the CLI, as in the report)', async () => {
+  it('portlease claim inside and outside a namespace: two different ports, whichever claims first (the CLI, as in the report)', async ({
+    stateDir,
+  }) => {
     const base = await freeRunBase(4);
     const script = `set -eu
       A=$("$NODE" "$CLI" claim --base ${base} --state-dir "$STATE_DIR")

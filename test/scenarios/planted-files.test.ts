@@ -1,24 +1,21 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect } from 'vitest';
 import { PortAllocator, StateIoError } from '../../src/index.js';
 import { statePaths } from '../../src/store/state-dir.js';
 import { currentBootId } from '../../src/base/proc.js';
 import { freeRunBase } from '../helpers/sockets.js';
-import { makeStateDir } from '../helpers/state-dir.js';
+import { stateTest } from '../helpers/state-dir.js';
+
+const it = stateTest;
 
 // Anyone who can write a shared state directory could plant a FIFO or a device where
 // portlease expects a file. Opening one for reading would block forever, deaf to signals.
 const hasMkfifo = process.platform !== 'win32' && spawnSync('mkfifo', ['--version'], { stdio: 'ignore' }).status === 0;
 
 describe('planted headers', () => {
-  let stateDir: string;
-  let cleanup: () => void;
-  beforeEach(() => ({ dir: stateDir, cleanup } = makeStateDir()));
-  afterEach(() => cleanup());
-
-  it('a generation id that is a path never makes portlease write outside the state directory', async () => {
+  it('a generation id that is a path never makes portlease write outside the state directory', async ({ stateDir }) => {
     const stateFile = statePaths(stateDir).stateFile;
     const elsewhere = join(stateDir, 'elsewhere');
     mkdirSync(elsewhere);
@@ -42,7 +39,7 @@ describe('planted headers', () => {
     expect(readdirSync(stateDir).filter((name) => name.includes('.corrupt-'))).toHaveLength(1); // malformed: set aside
   });
 
-  it('a header whose raw bytes do not begin as portlease writes them is set aside, not left to jam every claim', async () => {
+  it('a header whose raw bytes do not begin as portlease writes them is set aside, not left to jam every claim', async ({ stateDir }) => {
     const stateFile = statePaths(stateDir).stateFile;
     const bootId = currentBootId();
     // Valid JSON, but with a space: the generation could not be read back from the raw bytes.
@@ -62,25 +59,20 @@ describe('planted headers', () => {
 });
 
 describe.skipIf(!hasMkfifo)(`planted files${hasMkfifo ? '' : ' (skipped: no mkfifo)'}`, () => {
-  let stateDir: string;
-  let cleanup: () => void;
-  beforeEach(() => ({ dir: stateDir, cleanup } = makeStateDir()));
-  afterEach(() => cleanup());
-
-  it('a FIFO as the state file is refused with PORTLEASE_STATE_IO at once, not waited on', async () => {
+  it('a FIFO as the state file is refused with PORTLEASE_STATE_IO at once, not waited on', async ({ stateDir }) => {
     execFileSync('mkfifo', [statePaths(stateDir).stateFile]);
     const error = await new PortAllocator({ stateDir }).claim({ base: await freeRunBase(1) }).catch((caught: unknown) => caught);
     expect(error).toBeInstanceOf(StateIoError);
     expect((error as Error).message).toMatch(/not a regular file/);
   });
 
-  it('a symlink to /dev/zero as the state file is refused the same way', async () => {
+  it('a symlink to /dev/zero as the state file is refused the same way', async ({ stateDir }) => {
     symlinkSync('/dev/zero', statePaths(stateDir).stateFile);
     const error = await new PortAllocator({ stateDir }).claim({ base: await freeRunBase(1) }).catch((caught: unknown) => caught);
     expect(error).toBeInstanceOf(StateIoError);
   });
 
-  it('a FIFO as the sticky memory is read as empty and replaced by the claim, never waited on', async () => {
+  it('a FIFO as the sticky memory is read as empty and replaced by the claim, never waited on', async ({ stateDir }) => {
     execFileSync('mkfifo', [statePaths(stateDir).stickyFile]);
     const base = await freeRunBase(1);
     const allocator = new PortAllocator({ stateDir });
@@ -90,7 +82,7 @@ describe.skipIf(!hasMkfifo)(`planted files${hasMkfifo ? '' : ' (skipped: no mkfi
     await lease.release();
   });
 
-  it('a FIFO as the socket table cache is ignored (the table is read from the kernel) and the claim succeeds', async () => {
+  it('a FIFO as the socket table cache is ignored (the table is read from the kernel) and the claim succeeds', async ({ stateDir }) => {
     execFileSync('mkfifo', [statePaths(stateDir).socketCacheFile]);
     const base = await freeRunBase(1);
     const lease = await new PortAllocator({ stateDir }).claim({ base });

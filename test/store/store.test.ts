@@ -1,7 +1,6 @@
 import {
   appendFileSync,
   closeSync,
-  mkdirSync,
   mkdtempSync,
   openSync,
   readdirSync,
@@ -13,7 +12,7 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { afterEach, beforeEach, describe, expect, vi } from 'vitest';
 import { PortAllocator, StateIoError } from '../../src/index.js';
 import { type ClaimRecord, CORRUPT_STATE_WARNING, STATE_VERSION, StateStore } from '../../src/store/store.js';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
@@ -21,7 +20,9 @@ import { currentBootId } from '../../src/base/proc.js';
 import { statePaths } from '../../src/store/state-dir.js';
 import { distEntry, fixturesDir, killAll, nextMessage } from '../helpers/processes.js';
 import { freeRunBase } from '../helpers/sockets.js';
-import { makeStateDir, storedClaims } from '../helpers/state-dir.js';
+import { stateTest, storedClaims } from '../helpers/state-dir.js';
+
+const it = stateTest;
 
 /** Mounting a tmpfs needs root (CI runs as root); elsewhere the full-disk case is skipped, and says so. */
 const canMountTmpfs = ((): boolean => {
@@ -37,12 +38,8 @@ const canMountTmpfs = ((): boolean => {
 })();
 if (!canMountTmpfs) console.warn('state.test.ts: skipping the full-disk case: mounting a tmpfs needs root on Linux');
 
-let stateDir: string;
-let cleanup: () => void;
-beforeEach(() => ({ dir: stateDir, cleanup } = makeStateDir()));
 afterEach(() => {
   vi.restoreAllMocks();
-  cleanup();
 });
 
 function record(start: number, id = `id${start}`): ClaimRecord {
@@ -58,7 +55,7 @@ const corruptContents: Array<[string, string | Buffer]> = [
 ];
 
 describe('a corrupt state file', () => {
-  it.each(corruptContents)('%s: is set aside with one warning, and claims continue', async (_, content) => {
+  it.for(corruptContents)('%s: is set aside with one warning, and claims continue', async ([, content], { stateDir }) => {
     const allocator = new PortAllocator({ stateDir });
     writeFileSync(allocator.stateFile, content);
     const warnings: Error[] = [];
@@ -80,7 +77,7 @@ describe('a corrupt state file', () => {
     await allocator.release();
   });
 
-  it('of a newer format is refused with PORTLEASE_STATE_IO and left in place, never discarded', async () => {
+  it('of a newer format is refused with PORTLEASE_STATE_IO and left in place, never discarded', async ({ stateDir }) => {
     const allocator = new PortAllocator({ stateDir });
     const newer = `${JSON.stringify({ version: 99, claims: [] })}\n`;
     writeFileSync(allocator.stateFile, newer);
@@ -91,7 +88,7 @@ describe('a corrupt state file', () => {
     expect(readdirSync(stateDir).filter((name) => name.includes('.corrupt-'))).toEqual([]);
   });
 
-  it('is left in place by a reader without the lock (list), which sees no claims', async () => {
+  it('is left in place by a reader without the lock (list), which sees no claims', async ({ stateDir }) => {
     const allocator = new PortAllocator({ stateDir });
     writeFileSync(allocator.stateFile, 'nonsense');
     expect(await allocator.list()).toEqual([]);
@@ -116,7 +113,9 @@ describe('malformed records', () => {
     'not a record',
   ];
 
-  it('cost themselves only: the valid claims of the header and of a change line survive, and a copy is kept with one warning', async () => {
+  it('cost themselves only: the valid claims of the header and of a change line survive, and a copy is kept with one warning', async ({
+    stateDir,
+  }) => {
     const allocator = new PortAllocator({ stateDir });
     const base = await freeRunBase(4);
     const bootId = currentBootId();
@@ -147,7 +146,7 @@ describe('malformed records', () => {
     await allocator.release();
   });
 
-  it('a state file over the size limit is set aside with a warning, not read into one string', async () => {
+  it('a state file over the size limit is set aside with a warning, not read into one string', async ({ stateDir }) => {
     const allocator = new PortAllocator({ stateDir });
     // Sparse: 65 MiB that take no disk.
     const fd = openSync(allocator.stateFile, 'w');
@@ -167,7 +166,7 @@ describe('malformed records', () => {
 });
 
 describe('StateStore', () => {
-  it('appends one line per change and reads back the same claims in a fresh store', () => {
+  it('appends one line per change and reads back the same claims in a fresh store', ({ stateDir }) => {
     const path = join(stateDir, 'state.jsonl');
     const store = new StateStore(path);
     const state = store.load({ repair: true });
@@ -184,7 +183,9 @@ describe('StateStore', () => {
     expect(new StateStore(path).load({ repair: true }).claims.map((claim) => claim.start)).toEqual([9001, 9002]);
   });
 
-  it('stores exactly the changes whatever the caller did to the array: dropped in the middle, reordered, added in between', () => {
+  it('stores exactly the changes whatever the caller did to the array: dropped in the middle, reordered, added in between', ({
+    stateDir,
+  }) => {
     const path = join(stateDir, 'state.jsonl');
     const store = new StateStore(path);
     const first = store.load({ repair: true });
@@ -208,7 +209,7 @@ describe('StateStore', () => {
     expect(expected.sort()).toEqual([9000, 9002, 9004, 9005]);
   });
 
-  it('sees what another store (process) appended or compacted since it last looked', () => {
+  it('sees what another store (process) appended or compacted since it last looked', ({ stateDir }) => {
     const path = join(stateDir, 'state.jsonl');
     const mine = new StateStore(path);
     const theirs = new StateStore(path);
@@ -231,7 +232,7 @@ describe('StateStore', () => {
     expect(mine.load({ repair: true }).claims.find((claim) => claim.start === 9001)?.createdAt).toBe(399);
   });
 
-  it('skips a line cut short by a crashed writer, keeping every committed change', () => {
+  it('skips a line cut short by a crashed writer, keeping every committed change', ({ stateDir }) => {
     const path = join(stateDir, 'state.jsonl');
     const store = new StateStore(path);
     const state = store.load({ repair: true });
@@ -248,7 +249,9 @@ describe('StateStore', () => {
     expect(store.load({ repair: true }).claims.map((claim) => claim.start)).toEqual([9000, 9002]);
   });
 
-  it('never applies a line cut one byte short (a whole JSON object without its newline), even once the next writer ends it', () => {
+  it('never applies a line cut one byte short (a whole JSON object without its newline), even once the next writer ends it', ({
+    stateDir,
+  }) => {
     const path = join(stateDir, 'state.jsonl');
     const store = new StateStore(path);
     store.commit({ claims: [record(9000)] });
@@ -262,7 +265,7 @@ describe('StateStore', () => {
     expect(new StateStore(path).load({ repair: false }).claims.map((claim) => claim.start)).toEqual([9000, 9002]);
   });
 
-  it('writes a new snapshot when the boot changes', () => {
+  it('writes a new snapshot when the boot changes', ({ stateDir }) => {
     const path = join(stateDir, 'state.jsonl');
     const store = new StateStore(path);
     store.commit({ bootId: 'a', claims: [record(9000)] });
@@ -273,7 +276,7 @@ describe('StateStore', () => {
     expect(JSON.parse(readFileSync(path, 'utf8'))).toMatchObject({ version: STATE_VERSION, bootId: 'b', claims: [] });
   });
 
-  it('warns only once per file and process', () => {
+  it('warns only once per file and process', ({ stateDir }) => {
     const path = join(stateDir, 'claims-once.jsonl');
     const warn = vi.spyOn(process, 'emitWarning').mockImplementation(() => undefined);
     writeFileSync(path, 'nope');
@@ -286,7 +289,7 @@ describe('StateStore', () => {
 
   it.skipIf(process.platform !== 'linux')(
     'on a short append (file size limit), records nothing and raises PORTLEASE_STATE_IO',
-    async () => {
+    async ({ stateDir }) => {
       const path = statePaths(stateDir).stateFile;
       const store = new StateStore(path);
       // A state file of exactly 1,000 bytes, of this boot, so the next claim appends: a header,
@@ -321,12 +324,12 @@ describe('StateStore', () => {
   describe.skipIf(!canMountTmpfs)('on a full disk (a real 64 KiB tmpfs)', () => {
     let disk: string;
     beforeEach(() => {
-      disk = join(stateDir, 'disk');
-      mkdirSync(disk);
+      disk = mkdtempSync(join(tmpdir(), 'portlease-disk-'));
       execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', disk]);
     });
     afterEach(() => {
       execFileSync('umount', [disk]);
+      rmSync(disk, { recursive: true, force: true });
     });
 
     it('keeps the old file intact, leaves no new generation behind and raises PORTLEASE_STATE_IO', () => {

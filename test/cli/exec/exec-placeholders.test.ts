@@ -3,23 +3,21 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { get as httpGet } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect } from 'vitest';
 import { hasPython } from '../../helpers/python.js';
 import { freeRunBase } from '../../helpers/sockets.js';
-import { makeStateDir, snapshotDir } from '../../helpers/state-dir.js';
+import { snapshotDir, stateTest } from '../../helpers/state-dir.js';
 import { listClaims, startCli, waitFor } from '../run-cli.js';
 import { exited } from '../../helpers/processes.js';
 
-let stateDir: string;
-let cleanup: () => void;
+const it = stateTest;
+
 const children: ChildProcess[] = [];
-beforeEach(() => ({ dir: stateDir, cleanup } = makeStateDir()));
 afterEach(() => {
   for (const child of children.splice(0)) child.kill('SIGKILL');
-  cleanup();
 });
 
-function exec(args: string[], command: string[]): ChildProcess {
+function exec(stateDir: string, args: string[], command: string[]): ChildProcess {
   const child = startCli(['exec', '--state-dir', stateDir, ...args, '--', ...command]);
   children.push(child);
   return child;
@@ -41,11 +39,12 @@ function httpStatus(port: number): Promise<number | undefined> {
 }
 
 describe('portlease exec placeholders', () => {
-  it.skipIf(!hasPython())('runs python3 -m http.server {PORT}, which serves on the claimed port', async () => {
+  it.skipIf(!hasPython())('runs python3 -m http.server {PORT}, which serves on the claimed port', async ({ stateDir }) => {
     const base = await freeRunBase(2);
     const root = mkdtempSync(join(tmpdir(), 'portlease-serve-'));
     try {
       const child = exec(
+        stateDir,
         ['--count', '2', '--base', String(base), '--host', '127.0.0.1'],
         ['python3', '-m', 'http.server', '--bind', '127.0.0.1', '--directory', root, '{PORT}'],
       );
@@ -65,10 +64,11 @@ describe('portlease exec placeholders', () => {
     }
   });
 
-  it('fills in {PORT}, {PORTS}, {PORT_n} and --names, keeps escapes, shell syntax and other braces', async () => {
+  it('fills in {PORT}, {PORTS}, {PORT_n} and --names, keeps escapes, shell syntax and other braces', async ({ stateDir }) => {
     const base = await freeRunBase(3);
     const result = await exited(
       exec(
+        stateDir,
         ['--base', String(base), '--names', 'api,db,metrics', '--prefix', 'X_'],
         [
           ...PRINT_ARGS,
@@ -100,14 +100,18 @@ describe('portlease exec placeholders', () => {
     ]);
   });
 
-  it('sets the named variables in the environment too', async () => {
+  it('sets the named variables in the environment too', async ({ stateDir }) => {
     const result = await exited(
-      exec(['--names', 'web,db'], [process.execPath, '-e', 'console.log(process.env.WEB_PORT, process.env.DB_PORT, process.env.PORT)']),
+      exec(
+        stateDir,
+        ['--names', 'web,db'],
+        [process.execPath, '-e', 'console.log(process.env.WEB_PORT, process.env.DB_PORT, process.env.PORT)'],
+      ),
     );
     expect(result.stdout).toMatch(/^(\d+) (\d+) \1\n$/);
   });
 
-  it.each([
+  it.for<[string[], string[], RegExp]>([
     [['--count', '2'], ['echo', '{PORT_2}'], /Unknown placeholder \{PORT_2\}/],
     [['--prefix', 'DB_'], ['echo', '{PORT}'], /Unknown placeholder \{PORT\}.*provides \{DB_PORT\}/],
     [['--names', 'api'], ['echo', '{WEB_PORT}'], /Unknown placeholder \{WEB_PORT\}/],
@@ -116,9 +120,9 @@ describe('portlease exec placeholders', () => {
     [['--names', 'api,API'], ['echo'], /--names has "API" twice/],
     [['--names', 'api,,db'], ['echo'], /--names .*""/],
     [['--names', 'api,db', '--count', '3'], ['echo'], /--count 3 does not match the 2 names/],
-  ])('refuses %j -- %j with a usage error, running and changing nothing', async (args, command, message) => {
+  ])('refuses %j -- %j with a usage error, running and changing nothing', async ([args, command, message], { stateDir }) => {
     const before = snapshotDir(stateDir);
-    const result = await exited(exec(args, command));
+    const result = await exited(exec(stateDir, args, command));
     expect(result).toMatchObject({ code: 2, stdout: '' });
     expect(result.stderr).toMatch(/^portlease: PORTLEASE_USAGE: /);
     expect(result.stderr).toMatch(message);

@@ -1,23 +1,21 @@
 import { type ChildProcess } from 'node:child_process';
 import { connect } from 'node:net';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect } from 'vitest';
 import { exited } from '../../helpers/processes.js';
 import { freeRunBase } from '../../helpers/sockets.js';
-import { makeStateDir } from '../../helpers/state-dir.js';
+import { stateTest } from '../../helpers/state-dir.js';
 import { cliPath, isRunning, listClaims, startCli, waitFor } from '../run-cli.js';
 
-let stateDir: string;
-let cleanup: () => void;
+const it = stateTest;
+
 const children: ChildProcess[] = [];
 const strays: number[] = [];
-beforeEach(() => ({ dir: stateDir, cleanup } = makeStateDir()));
 afterEach(() => {
   for (const child of children.splice(0)) child.kill('SIGKILL');
   for (const pid of strays.splice(0)) if (isRunning(pid)) process.kill(pid, 'SIGKILL');
-  cleanup();
 });
 
-function exec(args: string[], command: string[]): ChildProcess {
+function exec(stateDir: string, args: string[], command: string[]): ChildProcess {
   const child = startCli(['exec', '--state-dir', stateDir, ...args, '--', ...command]);
   children.push(child);
   return child;
@@ -48,7 +46,7 @@ const HOLD = 'setTimeout(() => process.exit(70), 20000);';
 const DEADLINE = 'setTimeout(() => process.exit(70), 20000).unref();';
 
 describe('portlease exec', () => {
-  it('runs the command with PORT, PORTS and PORT_n, arguments untouched, owned by the command itself', async () => {
+  it('runs the command with PORT, PORTS and PORT_n, arguments untouched, owned by the command itself', async ({ stateDir }) => {
     const base = await freeRunBase(3);
     const script = `
       const { execFileSync } = require('node:child_process');
@@ -56,6 +54,7 @@ describe('portlease exec', () => {
       console.log(JSON.stringify({ env: [process.env.PORT, process.env.PORTS, process.env.PORT_0, process.env.PORT_1, process.env.PORT_2, process.env.PORT_3],
         args: process.argv.slice(3), pid: process.pid, claims: JSON.parse(listed).claims }));`;
     const child = exec(
+      stateDir,
       ['--count', '3', '--base', String(base)],
       [process.execPath, '-e', script, cliPath, stateDir, 'a b', '$HOME', '*', '"q"'],
     );
@@ -76,8 +75,9 @@ describe('portlease exec', () => {
     expect(await listClaims(stateDir)).toEqual([]);
   });
 
-  it('names the variables with --prefix', async () => {
+  it('names the variables with --prefix', async ({ stateDir }) => {
     const child = exec(
+      stateDir,
       ['--count', '2', '--prefix', 'DB_'],
       [process.execPath, '-e', 'console.log(process.env.DB_PORT, process.env.DB_PORTS, process.env.DB_PORT_1, process.env.PORT)'],
     );
@@ -85,11 +85,11 @@ describe('portlease exec', () => {
     expect(result.stdout).toMatch(/^(\d+) \1 (\d+) \2 undefined\n$/);
   });
 
-  it('lets a server started by the command bind $PORT, and releases the claim when it exits', async () => {
+  it('lets a server started by the command bind $PORT, and releases the claim when it exits', async ({ stateDir }) => {
     const server = `${DEADLINE}
       const server = require('node:net').createServer((socket) => { socket.end('hello'); server.close(); });
       server.listen(Number(process.env.PORT), '127.0.0.1', () => console.log('listening ' + process.env.PORT));`;
-    const child = exec(['--host', '127.0.0.1'], [process.execPath, '-e', server]);
+    const child = exec(stateDir, ['--host', '127.0.0.1'], [process.execPath, '-e', server]);
     const port = Number((await line(child, /^listening \d+$/)).split(' ')[1]);
     expect((await listClaims(stateDir)).map((claim) => [claim.ports, claim.status])).toEqual([
       [[port], 'live'],
@@ -107,14 +107,15 @@ describe('portlease exec', () => {
     expect(await listClaims(stateDir)).toEqual([]);
   });
 
-  it("exits with the command's exit code", async () => {
-    const result = await exited(exec([], [process.execPath, '-e', 'process.exit(7)']));
+  it("exits with the command's exit code", async ({ stateDir }) => {
+    const result = await exited(exec(stateDir, [], [process.execPath, '-e', 'process.exit(7)']));
     expect(result.code).toBe(7);
     expect(await listClaims(stateDir)).toEqual([]);
   });
 
-  it('forwards SIGTERM to the command and releases the claim', async () => {
+  it('forwards SIGTERM to the command and releases the claim', async ({ stateDir }) => {
     const child = exec(
+      stateDir,
       [],
       [
         process.execPath,
@@ -138,8 +139,8 @@ describe('portlease exec', () => {
     expect(await listClaims(stateDir)).toEqual([]);
   });
 
-  it('exits 128+N when the command dies of signal N', async () => {
-    const child = exec([], [process.execPath, '-e', `${HOLD} console.log('ready');`]);
+  it('exits 128+N when the command dies of signal N', async ({ stateDir }) => {
+    const child = exec(stateDir, [], [process.execPath, '-e', `${HOLD} console.log('ready');`]);
     await line(child, /^ready$/);
     const done = exited(child);
     child.kill('SIGINT');
@@ -147,8 +148,8 @@ describe('portlease exec', () => {
     expect(await listClaims(stateDir)).toEqual([]);
   });
 
-  it('keeps the claim while the command runs on after portlease exec is SIGKILLed', async () => {
-    const child = exec([], [process.execPath, '-e', `${HOLD} console.log('pid ' + process.pid);`]);
+  it('keeps the claim while the command runs on after portlease exec is SIGKILLed', async ({ stateDir }) => {
+    const child = exec(stateDir, [], [process.execPath, '-e', `${HOLD} console.log('pid ' + process.pid);`]);
     const commandPid = Number((await line(child, /^pid \d+$/)).split(' ')[1]);
     strays.push(commandPid);
     child.kill('SIGKILL');
@@ -164,17 +165,17 @@ describe('portlease exec', () => {
     expect((await listClaims(stateDir)).map((claim) => claim.status)).toEqual(['dead', 'dead']);
   });
 
-  it('reports a command that does not exist with exit 127 and leaves no claim', async () => {
-    const result = await exited(exec([], ['portlease-no-such-command', 'x']));
+  it('reports a command that does not exist with exit 127 and leaves no claim', async ({ stateDir }) => {
+    const result = await exited(exec(stateDir, [], ['portlease-no-such-command', 'x']));
     expect(result.code).toBe(127);
     expect(result.stderr).toBe('portlease: portlease-no-such-command: command not found\n');
     expect(await listClaims(stateDir)).toEqual([]);
   });
 
-  it('runs nothing, and exits 3, when the claim fails', async () => {
+  it('runs nothing, and exits 3, when the claim fails', async ({ stateDir }) => {
     // Hold 65535 (or find it busy already), so that no run of one port fits from there.
     await exited(startCli(['claim', '--base', '65535', '--ttl', '1m', '--host', '127.0.0.1', '--state-dir', stateDir]));
-    const result = await exited(exec(['--base', '65535', '--host', '127.0.0.1'], [process.execPath, '-e', 'console.log("ran")']));
+    const result = await exited(exec(stateDir, ['--base', '65535', '--host', '127.0.0.1'], [process.execPath, '-e', 'console.log("ran")']));
     expect(result).toMatchObject({ code: 3, stdout: '' });
     expect(result.stderr).toMatch(/^portlease: PORTLEASE_EXHAUSTED: [^\n]*\n$/);
   });
