@@ -2,14 +2,16 @@ import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, describe, expect } from 'vitest';
 import { currentPidNamespace } from '../../src/base/proc.js';
 import { isOwnerAlive } from '../../src/liveness/liveness.js';
 import { probeBeacons, sweepDeadBeacons } from '../../src/liveness/beacon-probe.js';
 import { closeOwnBeacons, ensureOwnBeacon, isBeaconName } from '../../src/liveness/owner-beacon.js';
 import { canRunAsNobody, NOBODY_SKIP_REASON, nobodyReadableCopy, removeNobodyReadableCopy } from '../helpers/nobody.js';
 import { distEntry, exited, fixturesDir, killAll } from '../helpers/processes.js';
-import { makeStateDir } from '../helpers/state-dir.js';
+import { stateTest } from '../helpers/state-dir.js';
+
+const it = stateTest;
 
 // The copy of the build that nobody reads (made when the tests below check whether they can run).
 afterAll(removeNobodyReadableCopy);
@@ -70,21 +72,13 @@ async function probeUntil(dir: string, name: string, wanted: string, timeoutMs =
 }
 
 describe.skipIf(!supported)('owner beacon', () => {
-  let dir: string;
-  let cleanup: () => void;
   const children: ChildProcess[] = [];
-
-  beforeEach(() => {
-    ({ dir, cleanup } = makeStateDir());
-  });
-
   afterEach(() => {
     killAll(children.splice(0));
     closeOwnBeacons();
-    cleanup();
   });
 
-  it('exists as a socket as soon as ensureOwnBeacon returns, with one name per directory', async () => {
+  it('exists as a socket as soon as ensureOwnBeacon returns, with one name per directory', async ({ stateDir: dir }) => {
     const name = ensureOwnBeacon(dir)!;
     // Before any turn of the event loop: the bind happened inside the call.
     const stats = lstatSync(join(dir, name));
@@ -101,7 +95,9 @@ describe.skipIf(!supported)('owner beacon', () => {
     expect(lstatSync(join(dir, next)).mode & 0o777).toBe(0o600);
   });
 
-  it('binds the same name again when its socket was removed under it (a temp cleaner, the directory re-created)', async () => {
+  it('binds the same name again when its socket was removed under it (a temp cleaner, the directory re-created)', async ({
+    stateDir: dir,
+  }) => {
     const name = ensureOwnBeacon(dir)!;
     // Claims already name it: a missing socket would read as a dead owner.
     unlinkSync(join(dir, name));
@@ -114,13 +110,13 @@ describe.skipIf(!supported)('owner beacon', () => {
     expect((await probeBeacons(dir, [name])).get(name)).toBe('alive');
   });
 
-  it('refuses a path longer than sun_path rather than binding a truncated one', () => {
+  it('refuses a path longer than sun_path rather than binding a truncated one', ({ stateDir: dir }) => {
     const longDir = join(dir, 'd'.repeat(100));
     expect(ensureOwnBeacon(longDir)).toBeUndefined();
     expect(ensureOwnBeacon(join(dir, 'missing'))).toBeUndefined();
   });
 
-  it("tells a live owner from a killed one, and removes the killed owner's socket", async () => {
+  it("tells a live owner from a killed one, and removes the killed owner's socket", async ({ stateDir: dir }) => {
     const child = holdBeacon(dir);
     children.push(child);
     const { name } = await firstLine<BeaconReport>(child);
@@ -135,7 +131,7 @@ describe.skipIf(!supported)('owner beacon', () => {
     expect((await probeBeacons(dir, [name!])).get(name!)).toBe('dead');
   });
 
-  it.skipIf(!linux)('counts a stopped owner alive: the kernel queues the connection', async () => {
+  it.skipIf(!linux)('counts a stopped owner alive: the kernel queues the connection', async ({ stateDir: dir }) => {
     const child = holdBeacon(dir);
     children.push(child);
     const { name } = await firstLine<BeaconReport>(child);
@@ -148,7 +144,7 @@ describe.skipIf(!supported)('owner beacon', () => {
     }
   });
 
-  it('is removed at a normal exit and does not keep its process alive', async () => {
+  it('is removed at a normal exit and does not keep its process alive', async ({ stateDir: dir }) => {
     const child = holdBeacon(dir, 'leave');
     children.push(child);
     const started = Date.now();
@@ -160,7 +156,7 @@ describe.skipIf(!supported)('owner beacon', () => {
     expect(existsSync(join(dir, name!))).toBe(false);
   });
 
-  it('gives each worker thread its own beacon, removed when the worker ends', async () => {
+  it('gives each worker thread its own beacon, removed when the worker ends', async ({ stateDir: dir }) => {
     const own = ensureOwnBeacon(dir)!;
     const code = `import(process.env.BEACON_MODULE).then(({ ensureOwnBeacon }) => require('node:worker_threads').parentPort.postMessage(ensureOwnBeacon(process.env.BEACON_DIR)));`;
     const worker = new Worker(code, {
@@ -182,7 +178,7 @@ describe.skipIf(!supported)('owner beacon', () => {
     }
   });
 
-  it('reports unknown for names that are not beacons, and touches nothing', async () => {
+  it('reports unknown for names that are not beacons, and touches nothing', async ({ stateDir: dir }) => {
     const live = ensureOwnBeacon(dir)!;
     writeFileSync(join(dir, 'owner-planted.sock'), '');
     symlinkSync(join(dir, live), join(dir, 'owner-link.sock'));
@@ -205,7 +201,7 @@ describe.skipIf(!supported)('owner beacon', () => {
     await expect(probeBeacons(dir, [live], 0)).rejects.toThrow(RangeError);
   });
 
-  it('sweeps the beacons of killed owners and keeps live ones', async () => {
+  it('sweeps the beacons of killed owners and keeps live ones', async ({ stateDir: dir }) => {
     const own = ensureOwnBeacon(dir)!;
     const live = holdBeacon(dir);
     const killed = holdBeacon(dir);
@@ -222,7 +218,7 @@ describe.skipIf(!supported)('owner beacon', () => {
   describe.skipIf(!linux || !isRoot || !canRunAsNobody())(
     `permissions (as nobody${canRunAsNobody() ? '' : `; ${NOBODY_SKIP_REASON}`})`,
     () => {
-      function probeAsNobody(names: string[]): Promise<{ states: Record<string, string>; uid: number }> {
+      function probeAsNobody(dir: string, names: string[]): Promise<{ states: Record<string, string>; uid: number }> {
         const copy = nobodyReadableCopy();
         const child = spawn(process.execPath, [join(copy.fixturesDir, 'probe-beacon.mjs'), dir, ...names], {
           env: { ...env, PORTLEASE_DIST: copy.distEntry },
@@ -234,11 +230,13 @@ describe.skipIf(!supported)('owner beacon', () => {
         return firstLine(child);
       }
 
-      it('reports unknown, never dead, when the beacon refuses the caller (EACCES), even in a directory of its group', async () => {
+      it('reports unknown, never dead, when the beacon refuses the caller (EACCES), even in a directory of its group', async ({
+        stateDir: dir,
+      }) => {
         // nobody may search the directory, so the lstat passes and the connect meets the socket's mode.
         chmodSync(dir, 0o711);
         const privateName = ensureOwnBeacon(dir)!;
-        const result = await probeAsNobody([privateName]);
+        const result = await probeAsNobody(dir, [privateName]);
         expect(result.uid).toBe(65534);
         expect(result.states[privateName]).toBe('unknown');
         expect(existsSync(join(dir, privateName))).toBe(true);
@@ -251,7 +249,7 @@ describe.skipIf(!supported)('owner beacon', () => {
         const groupName = ensureOwnBeacon(dir)!;
         expect(lstatSync(join(dir, groupName)).gid).toBe(65534);
         expect(lstatSync(join(dir, groupName)).mode & 0o777).toBe(0o600);
-        expect((await probeAsNobody([groupName])).states[groupName]).toBe('unknown');
+        expect((await probeAsNobody(dir, [groupName])).states[groupName]).toBe('unknown');
       });
     },
   );
@@ -265,19 +263,10 @@ describe.skipIf(!linux)('currentPidNamespace', () => {
 });
 
 describe.skipIf(!linux)('across PID namespaces', () => {
-  let dir: string;
-  let cleanup: () => void;
-
-  beforeEach(() => {
-    ({ dir, cleanup } = makeStateDir());
-  });
-
-  afterEach(() => cleanup());
-
   // Never silent: the reason is in the test name when it is skipped.
   it.skipIf(!canUnshare)(
     'sees an owner in another PID namespace alive, then dead (needs `unshare --pid`: root or CAP_SYS_ADMIN)',
-    async () => {
+    async ({ stateDir: dir }) => {
       // --kill-child: killing unshare kills the owner inside, as a container runtime would.
       const child = spawn(
         'unshare',

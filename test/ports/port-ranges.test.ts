@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect } from 'vitest';
 import { isPortleaseError, PortAllocator } from '../../src/index.js';
 import {
   SkipRuleSet,
@@ -10,21 +10,11 @@ import {
   UNSAFE_PORTS,
 } from '../../src/ports/port-ranges.js';
 import { freeRunBase, hasIPv6, nextBindableRun } from '../helpers/sockets.js';
-import { makeStateDir } from '../helpers/state-dir.js';
+import { stateTest } from '../helpers/state-dir.js';
+
+const it = stateTest;
 
 const ipv6 = await hasIPv6();
-
-let stateDir: string;
-let cleanup: () => void;
-let allocator: PortAllocator;
-beforeEach(() => {
-  ({ dir: stateDir, cleanup } = makeStateDir());
-  allocator = new PortAllocator({ stateDir });
-});
-afterEach(async () => {
-  await allocator.release();
-  cleanup();
-});
 
 function sources(overrides: Partial<EphemeralRangeSources>): EphemeralRangeSources {
   return {
@@ -85,7 +75,7 @@ describe('the blocked-port bitmap', () => {
 });
 
 describe('claims skip excluded and unsafe ports', () => {
-  it('never returns an excluded port; the returned run is the next valid one', async () => {
+  it('never returns an excluded port; the returned run is the next valid one', async ({ allocator }) => {
     const base = await freeRunBase(6);
     const lease = await allocator.claim({ base, count: 2, exclude: [base, [base + 1, base + 2]] });
     expect(lease.ports).toEqual([base + 3, base + 4]);
@@ -93,7 +83,7 @@ describe('claims skip excluded and unsafe ports', () => {
     expect((await allocator.list()).flatMap((claim) => claim.ports)).toEqual([base + 3, base + 4]);
   });
 
-  it('skips 6665–6669 (browser-unsafe) from base 6665, but not with allowUnsafePorts', async () => {
+  it('skips 6665–6669 (browser-unsafe) from base 6665, but not with allowUnsafePorts', async ({ allocator }) => {
     const lease = await allocator.claim({ base: 6665 });
     expect(lease.ports).toEqual([await nextBindableRun(6670, 1, ipv6)]);
     await lease.release();
@@ -101,12 +91,12 @@ describe('claims skip excluded and unsafe ports', () => {
     expect(allowed.ports).toEqual([await nextBindableRun(6665, 1, ipv6)]);
   });
 
-  it('skips 10080 (browser-unsafe) from base 10080', async () => {
+  it('skips 10080 (browser-unsafe) from base 10080', async ({ allocator }) => {
     const lease = await allocator.claim({ base: 10080 });
     expect(lease.ports).toEqual([await nextBindableRun(10081, 1, ipv6)]);
   });
 
-  it('says which ranges it skipped when nothing fits', async () => {
+  it('says which ranges it skipped when nothing fits', async ({ allocator }) => {
     const error = await allocator.claim({ base: 65530, count: 2, exclude: [[65531, 65535]] }).catch((caught: unknown) => caught);
     expect(isPortleaseError(error, 'PORTLEASE_EXHAUSTED')).toBe(true);
     expect((error as Error).message).toContain('excluded ports 65531-65535');
@@ -114,7 +104,7 @@ describe('claims skip excluded and unsafe ports', () => {
 });
 
 describe('claims skip the ephemeral range', () => {
-  it('with the range read from this machine: a claim from its first port lands just above it', async () => {
+  it('with the range read from this machine: a claim from its first port lands just above it', async ({ allocator }) => {
     const [first, last] = systemEphemeralRange();
     if (last + 2 > 65535) {
       const error = await allocator.claim({ base: first, count: 2 }).catch((caught: unknown) => caught);
@@ -127,14 +117,14 @@ describe('claims skip the ephemeral range', () => {
     expect(lease.ports).toEqual([expected, expected + 1]);
   });
 
-  it('with the range read from this machine: allowEphemeralPorts hands out ports inside it', async () => {
+  it('with the range read from this machine: allowEphemeralPorts hands out ports inside it', async ({ allocator }) => {
     const [first, last] = systemEphemeralRange();
     const lease = await allocator.claim({ base: first, allowEphemeralPorts: true });
     expect(lease.port).toBeGreaterThanOrEqual(first);
     expect(lease.port).toBeLessThanOrEqual(last);
   });
 
-  it('with another range through the ephemeralPortRange seam', async () => {
+  it('with another range through the ephemeralPortRange seam', async ({ stateDir }) => {
     const base = await freeRunBase(8);
     const seamed = new PortAllocator({ stateDir, ephemeralPortRange: [base + 1, base + 3] });
     expect((await seamed.claim({ base, count: 2 })).ports).toEqual([base + 4, base + 5]);
@@ -142,7 +132,7 @@ describe('claims skip the ephemeral range', () => {
     expect((await seamed.claim({ base, allowEphemeralPorts: true })).ports).toEqual([base + 1]);
   });
 
-  it('names the skipped ephemeral range when nothing fits', async () => {
+  it('names the skipped ephemeral range when nothing fits', async ({ stateDir }) => {
     const seamed = new PortAllocator({ stateDir, ephemeralPortRange: [65000, 65535] });
     const error = await seamed.claim({ base: 64990, count: 20 }).catch((caught: unknown) => caught);
     expect(isPortleaseError(error, 'PORTLEASE_EXHAUSTED')).toBe(true);

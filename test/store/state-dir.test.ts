@@ -1,52 +1,53 @@
 import { chmodSync, chownSync, lstatSync, mkdirSync, readdirSync, renameSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import { dirname, join } from 'node:path';
-import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect } from 'vitest';
 import { isPortleaseError, PortAllocator, UnsafeStateDirError } from '../../src/index.js';
 import { prepareStateDir, statePaths } from '../../src/store/state-dir.js';
 import { canRunAsNobody, NOBODY_SKIP_REASON, nobodyReadableCopy, removeNobodyReadableCopy } from '../helpers/nobody.js';
 import { freeRunBase } from '../helpers/sockets.js';
-import { makeStateDir } from '../helpers/state-dir.js';
+import { stateTest } from '../helpers/state-dir.js';
+
+const it = stateTest;
 
 const posix = process.platform !== 'win32';
 const isRoot = process.getuid?.() === 0;
-let root: string;
-let cleanup: () => void;
-beforeEach(() => ({ dir: root, cleanup } = makeStateDir()));
-afterEach(() => cleanup());
 
 describe('the state directory', () => {
-  it.skipIf(!posix)('is created with mode 0700, parents included', () => {
+  it.skipIf(!posix)('is created with mode 0700, parents included', ({ stateDir: root }) => {
     const dir = join(root, 'a', 'b');
     prepareStateDir(dir);
     expect(statSync(dir).mode & 0o777).toBe(0o700);
     expect(statSync(join(root, 'a')).mode & 0o777).toBe(0o700);
   });
 
-  it('keeps one state file per host', () => {
+  it('keeps one state file per host', ({ stateDir: root }) => {
     expect(statePaths(root, 'ci-runner-1').stateFile).toBe(join(root, 'claims-ci-runner-1.jsonl'));
     expect(statePaths(root, 'we/ird host').stateFile).toBe(join(root, 'claims-we_ird_host.jsonl'));
   });
 
-  it.skipIf(!posix)('is checked again by a running process once it was made world-writable or swapped for a symlink', async () => {
-    const dir = join(root, 'state');
-    const allocator = new PortAllocator({ stateDir: dir });
-    const base = await freeRunBase(2);
-    const lease = await allocator.claim({ base });
-    // Made writable by others under a running process: refused, as a new process would.
-    chmodSync(dir, 0o777);
-    expect(await allocator.claim({ base }).catch((caught: unknown) => caught)).toBeInstanceOf(UnsafeStateDirError);
-    chmodSync(dir, 0o700);
-    expect((await allocator.claim({ base })).port).toBe(base + 1);
-    // Swapped for a symlink to another directory.
-    renameSync(dir, join(root, 'moved'));
-    mkdirSync(join(root, 'elsewhere'), { mode: 0o700 });
-    symlinkSync(join(root, 'elsewhere'), dir);
-    expect(await allocator.claim({ base }).catch((caught: unknown) => caught)).toBeInstanceOf(UnsafeStateDirError);
-    expect(lease.port).toBe(base);
-  });
+  it.skipIf(!posix)(
+    'is checked again by a running process once it was made world-writable or swapped for a symlink',
+    async ({ stateDir: root }) => {
+      const dir = join(root, 'state');
+      const allocator = new PortAllocator({ stateDir: dir });
+      const base = await freeRunBase(2);
+      const lease = await allocator.claim({ base });
+      // Made writable by others under a running process: refused, as a new process would.
+      chmodSync(dir, 0o777);
+      expect(await allocator.claim({ base }).catch((caught: unknown) => caught)).toBeInstanceOf(UnsafeStateDirError);
+      chmodSync(dir, 0o700);
+      expect((await allocator.claim({ base })).port).toBe(base + 1);
+      // Swapped for a symlink to another directory.
+      renameSync(dir, join(root, 'moved'));
+      mkdirSync(join(root, 'elsewhere'), { mode: 0o700 });
+      symlinkSync(join(root, 'elsewhere'), dir);
+      expect(await allocator.claim({ base }).catch((caught: unknown) => caught)).toBeInstanceOf(UnsafeStateDirError);
+      expect(lease.port).toBe(base);
+    },
+  );
 
-  it('refuses a symlink', async () => {
+  it('refuses a symlink', async ({ stateDir: root }) => {
     const real = join(root, 'real');
     mkdirSync(real, { mode: 0o700 });
     const link = join(root, 'link');
@@ -57,7 +58,7 @@ describe('the state directory', () => {
     expect((error as Error).message).toContain('symbolic link');
   });
 
-  it.skipIf(!posix)('refuses a directory writable by group or others, even group-shared with the setgid bit', () => {
+  it.skipIf(!posix)('refuses a directory writable by group or others, even group-shared with the setgid bit', ({ stateDir: root }) => {
     const dir = join(root, 'open');
     mkdirSync(dir);
     chmodSync(dir, 0o777);
@@ -66,14 +67,14 @@ describe('the state directory', () => {
     expect(() => prepareStateDir(dir)).toThrow(/writable by group or others \(mode 02770\)/);
   });
 
-  it.skipIf(!posix || !isRoot)('refuses a directory owned by another user', () => {
+  it.skipIf(!posix || !isRoot)('refuses a directory owned by another user', ({ stateDir: root }) => {
     const dir = join(root, 'theirs');
     mkdirSync(dir, { mode: 0o700 });
     chownSync(dir, 12345, 12345);
     expect(() => prepareStateDir(dir)).toThrow(/owned by uid 12345/);
   });
 
-  it('refuses a path that is a file as unsafe, saying what to do', () => {
+  it('refuses a path that is a file as unsafe, saying what to do', ({ stateDir: root }) => {
     const file = join(root, 'file');
     writeFileSync(file, '');
     expect(() => prepareStateDir(file)).toThrow(
@@ -81,7 +82,7 @@ describe('the state directory', () => {
     );
   });
 
-  it.skipIf(!posix)('keeps every file and directory it makes private, whatever the umask', async () => {
+  it.skipIf(!posix)('keeps every file and directory it makes private, whatever the umask', async ({ stateDir: root }) => {
     const dir = join(root, 'private');
     const umask = process.umask(0);
     try {
@@ -117,7 +118,7 @@ describe.skipIf(!canRunAsNobody())(`the default directory${canRunAsNobody() ? ''
     });
   }
 
-  it('is private to each uid, even when users share a HOME of / or /nonexistent', () => {
+  it('is private to each uid, even when users share a HOME of / or /nonexistent', ({ stateDir: root }) => {
     // A temporary directory like /tmp: everyone may create entries, nobody may remove others'.
     chmodSync(root, 0o1777);
     const asRoot = claimAs('root', root);
@@ -135,7 +136,9 @@ describe.skipIf(!canRunAsNobody())(`the default directory${canRunAsNobody() ? ''
     }
   });
 
-  it('taken by another user, falls back to a directory of the user’s own with a warning, and PORTLEASE_STATE_DIR still decides', () => {
+  it('taken by another user, falls back to a directory of the user’s own with a warning, and PORTLEASE_STATE_DIR still decides', ({
+    stateDir: root,
+  }) => {
     chmodSync(root, 0o1777);
     // nobody creates root's directory first, and a symlink for a second try.
     mkdirSync(join(root, 'portlease-0'), { mode: 0o700 });
