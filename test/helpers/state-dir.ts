@@ -9,7 +9,7 @@ import { type ClaimRecord, StateStore } from '../../src/store/store.js';
 /** A fresh private state directory; removed by the returned cleanup. */
 export function makeStateDir(): { dir: string; cleanup: () => void } {
   const dir = mkdtempSync(join(tmpdir(), 'portlease-test-'));
-  return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+  return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 }) };
 }
 
 /** The state file(s) of a state directory, as text (for "unchanged" assertions). */

@@ -61,7 +61,7 @@ export function userExists(name: string): boolean {
 export function sharedTmp(): { dir: string; cleanup: () => void } {
   const dir = mkdtempSync(join(tmpdir(), 'portlease-users-'));
   chmodSync(dir, 0o1777);
-  return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+  return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 }) };
 }
 
 /** The environment of a process of `user`: the readable build, its default state directory under `tmp`, no HOME of its own. */

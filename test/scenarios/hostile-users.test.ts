@@ -7,7 +7,7 @@ import { connect } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { nobodyReadableCopy, removeNobodyReadableCopy } from '../helpers/nobody.js';
-import { killAll, processState } from '../helpers/processes.js';
+import { exited, killAll, processState } from '../helpers/processes.js';
 import { freeRunBase } from '../helpers/sockets.js';
 import { firstJsonLine, sharedTmp, spawnFixtureAs, testUsers, twoUsersUnavailable, type TestUser, userEnv } from '../helpers/users.js';
 
@@ -49,8 +49,10 @@ describe.skipIf(unavailable !== undefined)(`a hostile user${unavailable === unde
     tmp = sharedTmp();
     nobodyReadableCopy();
   });
-  afterAll(() => {
+  afterAll(async () => {
+    // Killed and waited for: one still releasing would write into a directory being removed.
     killAll(children);
+    await Promise.all(children.map((child) => exited(child)));
     tmp.cleanup();
     removeNobodyReadableCopy();
   });

@@ -2,10 +2,10 @@
 // state directories (a container on the host's network with its own /tmp), never share a
 // port. Real users (useradd), real processes released at one instant, every port bound by
 // its holder; a private mount namespace made with unshare.
-import { spawn, spawnSync } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { nobodyReadableCopy, removeNobodyReadableCopy } from '../helpers/nobody.js';
-import { killAll } from '../helpers/processes.js';
+import { exited, killAll } from '../helpers/processes.js';
 import { freeRunBase } from '../helpers/sockets.js';
 import { firstJsonLine, sharedTmp, spawnFixtureAs, testUsers, twoUsersUnavailable, type TestUser, userEnv } from '../helpers/users.js';
 
@@ -37,6 +37,18 @@ function verdict(claims: readonly Claimed[]): { claimers: number; ports: number;
 
 const unavailable = twoUsersUnavailable();
 
+// Every process a test starts, killed and waited for before its directories go: one still
+// releasing its claim would write into a directory being removed.
+const started: ChildProcess[] = [];
+function track<T extends ChildProcess>(child: T): T {
+  started.push(child);
+  return child;
+}
+async function stopAll(): Promise<void> {
+  killAll(started);
+  await Promise.all(started.splice(0).map((child) => exited(child)));
+}
+
 describe.skipIf(unavailable !== undefined)(
   `two users, one network namespace${unavailable === undefined ? '' : ` (${unavailable})`}`,
   () => {
@@ -47,7 +59,8 @@ describe.skipIf(unavailable !== undefined)(
       tmp = sharedTmp();
       nobodyReadableCopy();
     });
-    afterAll(() => {
+    afterAll(async () => {
+      await stopAll();
       tmp.cleanup();
       removeNobodyReadableCopy();
     });
@@ -59,7 +72,7 @@ describe.skipIf(unavailable !== undefined)(
         const startAt = Date.now() + 2500;
         const children = users.flatMap((user) =>
           Array.from({ length: PER_SIDE }, () =>
-            spawnFixtureAs(user, 'user-claimer.mjs', [String(base), String(COUNT), String(startAt), '3000'], userEnv(tmp.dir)),
+            track(spawnFixtureAs(user, 'user-claimer.mjs', [String(base), String(COUNT), String(startAt), '3000'], userEnv(tmp.dir))),
           ),
         );
         try {
@@ -84,15 +97,13 @@ describe.skipIf(unavailable !== undefined)(
       const base = await freeRunBase(20);
       const cli = `${nobodyReadableCopy().distEntry.replace(/index\.js$/, 'cli.cjs')}`;
       // a's shell claims two ports from the command line, then lives on for a while.
-      const shell = spawn(
-        'sh',
-        ['-c', `P=$("${process.execPath}" "${cli}" claim --count 2 --base ${base} --label shell-of-a); echo "$P"; sleep 4`],
-        {
+      const shell = track(
+        spawn('sh', ['-c', `P=$("${process.execPath}" "${cli}" claim --count 2 --base ${base} --label shell-of-a); echo "$P"; sleep 4`], {
           env: userEnv(tmp.dir),
           uid: a.uid,
           gid: a.gid,
           stdio: ['ignore', 'pipe', 'pipe'],
-        },
+        }),
       );
       try {
         const held = await new Promise<number[]>((resolve, reject) => {
@@ -103,7 +114,7 @@ describe.skipIf(unavailable !== undefined)(
         // The CLI is gone; b's claimers, released together, keep off a's ports.
         const startAt = Date.now() + 1500;
         const children = Array.from({ length: PER_SIDE }, () =>
-          spawnFixtureAs(b, 'user-claimer.mjs', [String(base), '1', String(startAt), '500'], userEnv(tmp.dir)),
+          track(spawnFixtureAs(b, 'user-claimer.mjs', [String(base), '1', String(startAt), '500'], userEnv(tmp.dir))),
         );
         const claims = await Promise.all(children.map((child) => firstJsonLine<Claimed>(child)));
         expect(verdict(claims).errors).toEqual([]);
@@ -122,7 +133,9 @@ describe.skipIf(unavailable !== undefined)(
         let again: Claimed | undefined;
         for (let attempt = 0; attempt < 40 && again?.ports?.[0] !== base; attempt++) {
           await new Promise((resolve) => setTimeout(resolve, 100));
-          again = await firstJsonLine<Claimed>(spawnFixtureAs(b, 'user-claimer.mjs', [String(base), '2', '0', '0'], userEnv(tmp.dir)));
+          again = await firstJsonLine<Claimed>(
+            track(spawnFixtureAs(b, 'user-claimer.mjs', [String(base), '2', '0', '0'], userEnv(tmp.dir))),
+          );
         }
         expect(again?.ports).toEqual([base, base + 1]);
       } finally {
@@ -140,7 +153,8 @@ describe.skipIf(process.platform !== 'linux' || process.getuid?.() !== 0)(
       tmp = sharedTmp();
       nobodyReadableCopy();
     });
-    afterAll(() => {
+    afterAll(async () => {
+      await stopAll();
       tmp.cleanup();
       removeNobodyReadableCopy();
     });
@@ -155,24 +169,28 @@ describe.skipIf(process.platform !== 'linux' || process.getuid?.() !== 0)(
         // Inside: the same TMPDIR path, but a fresh tmpfs there, so the same default state
         // directory name is another directory: the host's state file is out of sight.
         const inside = Array.from({ length: PER_SIDE }, () =>
-          spawn(
-            'unshare',
-            [
-              '--mount',
-              '--propagation',
-              'private',
-              'sh',
-              '-c',
-              'mount -t tmpfs -o mode=1777 portlease-test "$TMPDIR" && exec "$@"',
-              'sh',
-              process.execPath,
-              fixture,
-              ...args,
-            ],
-            { env: userEnv(tmp.dir), stdio: ['ignore', 'pipe', 'pipe'] },
+          track(
+            spawn(
+              'unshare',
+              [
+                '--mount',
+                '--propagation',
+                'private',
+                'sh',
+                '-c',
+                'mount -t tmpfs -o mode=1777 portlease-test "$TMPDIR" && exec "$@"',
+                'sh',
+                process.execPath,
+                fixture,
+                ...args,
+              ],
+              { env: userEnv(tmp.dir), stdio: ['ignore', 'pipe', 'pipe'] },
+            ),
           ),
         );
-        const outside = Array.from({ length: PER_SIDE }, () => spawnFixtureAs(undefined, 'user-claimer.mjs', args, userEnv(tmp.dir)));
+        const outside = Array.from({ length: PER_SIDE }, () =>
+          track(spawnFixtureAs(undefined, 'user-claimer.mjs', args, userEnv(tmp.dir))),
+        );
         try {
           const claims = await Promise.all([...inside, ...outside].map((child) => firstJsonLine<Claimed>(child)));
           const result = verdict(claims);
