@@ -167,7 +167,9 @@ export function toPortSet(ports: number | readonly number[] | undefined): Set<nu
   if (!Array.isArray(list)) throw new TypeError(`Expected \`ports\` to be a port number or an array of them, got ${String(ports)}.`);
   for (const port of list) {
     if (!isPort(port)) {
-      throw new RangeError(`Expected \`ports\` to hold integers from 1 to 65535, got ${JSON.stringify(port)}.`);
+      throw new RangeError(
+        `Expected \`ports\` to hold integers from 1 to 65535, got ${typeof port === 'number' ? String(port) : JSON.stringify(port)}.`,
+      );
     }
   }
   return new Set(list);

@@ -59,6 +59,7 @@ export function parseCommandLine<const T extends ParseArgsOptionsConfig>(
   args: string[],
   options: T,
 ): ParsedCommandLine<T> {
+  checkValuesThatLookLikeOptions(command, args, options);
   let parsed;
   try {
     parsed = parseArgs({ args, options, strict: true, allowPositionals: true, tokens: true });
@@ -74,8 +75,37 @@ export function parseCommandLine<const T extends ParseArgsOptionsConfig>(
   for (const token of parsed.tokens) {
     if (token.kind === 'positional' && (terminator === undefined || token.index < terminator.index)) positionals.push(token.value);
   }
+  // Given twice, an option would silently take its last value: say so instead.
+  const seen = new Set<string>();
+  for (const token of parsed.tokens) {
+    if (token.kind !== 'option' || (terminator !== undefined && token.index > terminator.index)) continue;
+    if (seen.has(token.name)) throw new UsageError(`--${token.name} is given more than once. See 'portlease ${command} --help'.`);
+    seen.add(token.name);
+  }
   // No option here is `multiple`, so each value is one string or one boolean.
   return { values: parsed.values as OptionValues<T>, positionals, afterTerminator };
+}
+
+/**
+ * parseArgs refuses `--count -2` as "ambiguous": a value that starts with '-' gets a message
+ * about the value instead (before anything is parsed, so nothing else is said first).
+ */
+function checkValuesThatLookLikeOptions(command: string, args: readonly string[], options: ParseArgsOptionsConfig): void {
+  const terminator = args.indexOf('--');
+  const end = terminator === -1 ? args.length : terminator;
+  for (let index = 0; index < end - 1; index++) {
+    const arg = args[index]!;
+    const name = arg.startsWith('--') ? arg.slice(2) : Object.keys(options).find((key) => `-${options[key]!.short}` === arg);
+    if (name === undefined || options[name]?.type !== 'string') continue;
+    const value = args[index + 1]!;
+    if (!value.startsWith('-') || value === '--') continue;
+    if (/^-\d/.test(value)) {
+      throw new UsageError(
+        `Expected --${name} to be a whole number, got ${JSON.stringify(value)} (negative numbers are not allowed). See 'portlease ${command} --help'.`,
+      );
+    }
+    throw new UsageError(`The value of --${name} starts with '-': write it as --${name}=${value}. See 'portlease ${command} --help'.`);
+  }
 }
 
 /** A whole number given as `--name VALUE`, or `undefined` when the option was absent. Range checks are the library's. */

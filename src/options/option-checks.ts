@@ -84,3 +84,42 @@ export function requireExclusions(value: unknown): PortRange[] {
     }),
   );
 }
+
+/** How many single-character edits turn `a` into `b` (for "did you mean"). */
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, index) => index);
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j++) {
+      current[j] = Math.min(previous[j]! + 1, current[j - 1]! + 1, previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    previous = current;
+  }
+  return previous[b.length]!;
+}
+
+/**
+ * Refuses option names that are not in `known`: a typo (`cuont`) would otherwise be ignored
+ * without a word. Names that belong elsewhere (`elsewhere`, e.g. an allocator setting passed
+ * to a claim) say where they go; others get the closest known name.
+ *
+ * @throws {TypeError} naming the option.
+ */
+export function requireKnownOptions(
+  input: object,
+  what: string,
+  known: readonly string[],
+  elsewhere: Readonly<Record<string, string>> = {},
+): void {
+  for (const name of Object.keys(input)) {
+    if (known.includes(name)) continue;
+    const home = Object.hasOwn(elsewhere, name) ? elsewhere[name] : undefined;
+    if (home !== undefined) throw new TypeError(`Unknown ${what} option \`${name}\`: it is ${home}.`);
+    const closest = [...known].sort((a, b) => editDistance(name, a) - editDistance(name, b))[0];
+    const hint =
+      closest !== undefined && editDistance(name, closest) <= Math.max(2, Math.floor(name.length / 3))
+        ? ` Did you mean \`${closest}\`?`
+        : '';
+    throw new TypeError(`Unknown ${what} option \`${name}\`.${hint} Known: ${known.join(', ')}.`);
+  }
+}

@@ -6,6 +6,7 @@ import {
   requireExclusions,
   requireInteger,
   requireProtocol,
+  requireKnownOptions,
   requireRange,
 } from './option-checks.js';
 import { MAX_PORT } from '../base/port-numbers.js';
@@ -60,6 +61,41 @@ function requireTtl(value: unknown): number {
   return requireInteger('ttlMs', value, 1, MAX_TTL_MS);
 }
 
+/** The names of {@link ClaimOptions}, every one. */
+const CLAIM_OPTION_NAMES = [
+  'base',
+  'count',
+  'host',
+  'label',
+  'pid',
+  'ttlMs',
+  'protocol',
+  'exclude',
+  'allowEphemeralPorts',
+  'allowUnsafePorts',
+  'allowReservedPorts',
+  'max',
+  'sticky',
+] as const satisfies ReadonlyArray<keyof ClaimOptions>;
+
+/** The names of {@link AllocatorOptions}, every one. */
+const ALLOCATOR_OPTION_NAMES = [
+  'stateDir',
+  'lockTimeoutMs',
+  'staleMs',
+  'ephemeralPortRange',
+  'socketTable',
+] as const satisfies ReadonlyArray<keyof AllocatorOptions>;
+
+const ALLOCATOR_ONLY: Readonly<Record<string, string>> = {
+  ...Object.fromEntries(ALLOCATOR_OPTION_NAMES.map((name) => [name, `a setting of the allocator: new PortAllocator({ ${name} })`])),
+  // The module-level functions take stateDir next to the claim's options.
+  stateDir: 'where the state lives: pass it to new PortAllocator({ stateDir }), or to claimPorts({ stateDir })',
+};
+const CLAIM_ONLY: Readonly<Record<string, string>> = Object.fromEntries(
+  CLAIM_OPTION_NAMES.map((name) => [name, `an option of a claim: allocator.claim({ ${name} })`]),
+);
+
 /**
  * Checks a caller's claim options and fills in the defaults. Throws `TypeError` or
  * `RangeError` naming the option and the value; touches no file.
@@ -68,6 +104,7 @@ export function resolveClaimOptions(input: ClaimOptions = {}): ResolvedClaimOpti
   if (typeof input !== 'object' || input === null) {
     throw new TypeError(`Expected options to be an object, got ${describe(input)}.`);
   }
+  requireKnownOptions(input, 'claim', CLAIM_OPTION_NAMES, ALLOCATOR_ONLY);
   const base = requireInteger('base', input.base ?? DEFAULT_BASE, 1, MAX_PORT);
   const count = requireInteger('count', input.count ?? DEFAULT_COUNT, 1, MAX_PORT);
   if (base + count - 1 > MAX_PORT) {
@@ -130,6 +167,7 @@ export function resolveAllocatorOptions(input: AllocatorOptions = {}, env: NodeJ
   if (typeof input !== 'object' || input === null) {
     throw new TypeError(`Expected options to be an object, got ${describe(input)}.`);
   }
+  requireKnownOptions(input, 'allocator', ALLOCATOR_OPTION_NAMES, CLAIM_ONLY);
   const stateDir = input.stateDir ?? defaultStateDir(env);
   if (typeof stateDir !== 'string' || stateDir === '') {
     throw new TypeError(`Expected option \`stateDir\` to be a non-empty string, got ${describe(stateDir)}.`);

@@ -1,6 +1,6 @@
 // Bad values and odd places: a clear, typed answer at once, and nothing changed.
 import { spawn } from 'node:child_process';
-import { appendFileSync, readFileSync } from 'node:fs';
+import { appendFileSync, readdirSync, readFileSync } from 'node:fs';
 import { describe, expect } from 'vitest';
 import { listClaims, PortAllocator } from '../../src/index.js';
 import { MAX_TTL_MS } from '../../src/options/options.js';
@@ -82,4 +82,42 @@ describe.skipIf(!linux)(`a state directory under /proc${linux ? '' : ' (skipped:
     const error = await new PortAllocator({ stateDir: '/proc/self/portlease' }).claim().catch((caught: unknown) => caught);
     expect(error).toMatchObject({ code: 'PORTLEASE_STATE_IO' });
   });
+});
+
+describe('mistakes get an answer about themselves', () => {
+  it('an unknown option is a TypeError naming it and the closest known one; an allocator setting given to a claim says where it goes', async ({
+    stateDir,
+  }) => {
+    const allocator = new PortAllocator({ stateDir });
+    const typo = await allocator.claim({ cuont: 2 } as never).catch((caught: unknown) => caught);
+    expect(typo).toBeInstanceOf(TypeError);
+    expect((typo as Error).message).toMatch(/^Unknown claim option `cuont`\. Did you mean `count`\?/);
+    const misplaced = await allocator.claim({ lockTimeoutMs: 5 } as never).catch((caught: unknown) => caught);
+    expect((misplaced as Error).message).toContain('`lockTimeoutMs`: it is a setting of the allocator');
+    expect(() => new PortAllocator({ stateDir, count: 2 } as never)).toThrow(
+      /Unknown allocator option `count`: it is an option of a claim/,
+    );
+    expect(() => new PortAllocator({ statedir: stateDir } as never)).toThrow(/Did you mean `stateDir`\?/);
+    expect(storedClaims(allocator.stateFile)).toEqual([]);
+  });
+
+  it('release(NaN) names NaN', async ({ allocator }) => {
+    await expect(allocator.release(Number.NaN)).rejects.toThrow(/got NaN\.$/);
+  });
+
+  for (const [args, message] of [
+    [['claim', '--count', '2', '--count', '3'], /--count is given more than once/],
+    [['claim', '--count', '-2'], /Expected --count to be a whole number, got "-2" \(negative numbers are not allowed\)/],
+    [['claim', '-n', '-1'], /Expected --count to be a whole number, got "-1"/],
+    [['claim', '--label', '-x'], /The value of --label starts with '-': write it as --label=-x/],
+    [['release', '--pid', '-5'], /Expected --pid to be a whole number, got "-5"/],
+  ] as const) {
+    it(`portlease ${args.join(' ')}: exit 2 with a message about the value, nothing claimed`, async ({ stateDir }) => {
+      const result = await runCli([...args, '--state-dir', stateDir]);
+      expect(result.code).toBe(2);
+      expect(result.stdout).toBe('');
+      expect(result.stderr).toMatch(message);
+      expect(readdirSync(stateDir)).toEqual([]);
+    });
+  }
 });
