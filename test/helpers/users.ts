@@ -8,6 +8,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { nobodyReadableCopy } from './nobody.js';
 
+/** What test/fixtures/user-claimer.mjs prints: the ports it claimed and bound, or its error. */
+export interface Claimed {
+  uid: number;
+  pid?: number;
+  ports?: number[];
+  bound?: boolean;
+  error?: string;
+  code?: string;
+}
+
 /** A user the tests act as. */
 export interface TestUser {
   name: string;

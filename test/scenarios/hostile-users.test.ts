@@ -6,19 +6,20 @@ import { chownSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFile
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { tokenName } from '../../src/ports/port-tokens.js';
 import { nobodyReadableCopy, removeNobodyReadableCopy } from '../helpers/nobody.js';
 import { exited, killAll, processState } from '../helpers/processes.js';
 import { freeRunBase } from '../helpers/sockets.js';
-import { firstJsonLine, sharedTmp, spawnFixtureAs, testUsers, twoUsersUnavailable, type TestUser, userEnv } from '../helpers/users.js';
-
-interface Claimed {
-  uid: number;
-  pid?: number;
-  ports?: number[];
-  bound?: boolean;
-  error?: string;
-  code?: string;
-}
+import {
+  type Claimed,
+  firstJsonLine,
+  sharedTmp,
+  spawnFixtureAs,
+  testUsers,
+  twoUsersUnavailable,
+  type TestUser,
+  userEnv,
+} from '../helpers/users.js';
 
 /** Every file under `dir` with its bytes (directories as such), for "untouched" assertions. */
 function snapshot(dir: string): Record<string, string> {
@@ -144,7 +145,7 @@ describe.skipIf(unavailable !== undefined)(`a hostile user${unavailable === unde
     const holder = spawnFixtureAs(victim, 'user-claimer.mjs', [String(base), '1', '0', '15000'], userEnv(tmp.dir));
     children.push(holder);
     const claimed = await firstJsonLine<Claimed>(holder);
-    const name = `\0portlease/v1/port/${claimed.ports![0]}${'~'.repeat(107 - `portlease/v1/port/${claimed.ports![0]}`.length)}`;
+    const name = tokenName(claimed.ports![0]!);
     let connected = 0;
     await Promise.all(
       Array.from(

@@ -7,16 +7,16 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { nobodyReadableCopy, removeNobodyReadableCopy } from '../helpers/nobody.js';
 import { exited, killAll } from '../helpers/processes.js';
 import { freeRunBase } from '../helpers/sockets.js';
-import { firstJsonLine, sharedTmp, spawnFixtureAs, testUsers, twoUsersUnavailable, type TestUser, userEnv } from '../helpers/users.js';
-
-interface Claimed {
-  uid: number;
-  pid?: number;
-  ports?: number[];
-  bound?: boolean;
-  error?: string;
-  code?: string;
-}
+import {
+  type Claimed,
+  firstJsonLine,
+  sharedTmp,
+  spawnFixtureAs,
+  testUsers,
+  twoUsersUnavailable,
+  type TestUser,
+  userEnv,
+} from '../helpers/users.js';
 
 const ROUNDS = 3;
 const PER_SIDE = 6;
